@@ -6,10 +6,14 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_init.ipynb #f8642f3c
+# %% ../nbs/99_init.ipynb #7186b9e1
 from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, BaseTuner,
                           ModulesToSaveWrapper, check_target_module_exists, register_peft_method)
 from .model import (PeftModel, PeftModelForCausalLM, PeftModelForSeq2SeqLM, PeftModelForSequenceClassification,
                            PeftModelForTokenClassification, PeftModelForQuestionAnswering,
                            PeftModelForFeatureExtraction, get_peft_model)
 from .lora import LoraConfig, LoraModel
+from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft_weights, AutoPeftModel,
+                        AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
+                        AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
+                        AutoPeftModelForFeatureExtraction)
