@@ -13,6 +13,7 @@ from .model import (PeftModel, PeftModelForCausalLM, PeftModelForSeq2SeqLM, Peft
                            PeftModelForTokenClassification, PeftModelForQuestionAnswering,
                            PeftModelForFeatureExtraction, get_peft_model)
 from .lora import LoraConfig, LoraModel
+from .ia3 import IA3Config, IA3Model
 from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft_weights, AutoPeftModel,
                         AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
                         AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
