@@ -411,6 +411,15 @@ class BaseTuner(nn.Module):
         return expand_all_linear(config, model)
     def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key): raise NotImplementedError
     def _check_new_adapter_config(self, config): pass
+    # checkpoint hooks (used by peftlab.io); the defaults fit methods whose tensors are saved as they are
+    def adapter_state_to_save(self, state: dict, adapter_name: str) -> dict:
+        "Adjust the file tensors of `adapter_name` before saving (e.g. AdaLoRA slices pruned ranks)."
+        return state
+    def config_to_save(self, d: dict, adapter_name: str) -> dict:
+        "Adjust the JSON config of `adapter_name` before saving."
+        return d
+    def prepare_to_load(self, adapter_name: str):
+        "Reshape the freshly injected adapter to fit the checkpoint about to be loaded."
 
     # --- injection --------------------------------------------------------------
     def inject_adapter(self, model: nn.Module, adapter_name: str, config):

@@ -75,11 +75,14 @@ def get_peft_model_state_dict(model: nn.Module, state_dict: Optional[dict] = Non
     config = model.peft_config[adapter_name]
     out = {fk: sd[mk] for fk, mk in adapter_key_map(model, adapter_name).items()}
     for k in _extra_keys(model, config, save_embedding_layers): out[k] = sd[k]
-    return out
+    tuner = getattr(model, "base_model", None)
+    return tuner.adapter_state_to_save(out, adapter_name) if isinstance(tuner, BaseTuner) else out
 
 # %% ../nbs/11_io.ipynb #2d502906
 def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: str = "default") -> dict:
     "Load PEFT-format tensors into adapter `adapter_name`; returns `{'missing': [...], 'unexpected': [...]}`."
+    tuner = getattr(model, "base_model", None)
+    if isinstance(tuner, BaseTuner): tuner.prepare_to_load(adapter_name)
     kmap = adapter_key_map(model, adapter_name)
     model_sd = model.state_dict()
     load, unexpected = {}, []
@@ -143,7 +146,7 @@ def _config_for_saving(model: PeftModel, adapter_name: str) -> dict:
         d["base_model_name_or_path"] = getattr(base, "name_or_path", None) or None
     if d.get("task_type") is None:
         d["auto_mapping"] = {"base_model_class": type(base).__name__, "parent_library": type(base).__module__}
-    return d
+    return model.base_model.config_to_save(d, adapter_name) if isinstance(model.base_model, BaseTuner) else d
 
 def _model_card(d: dict) -> str:
     base = d.get("base_model_name_or_path")

@@ -27,6 +27,7 @@ _UNSUPPORTED_VARIANTS = {  # field -> value that means "off"
 @dataclass
 class LoraConfig(TunerConfig):
     "Configuration of a LoRA adapter (Hugging Face PEFT's fields and defaults)."
+    _peft_type = PeftType.LORA  # subclasses (AdaLoRA) set their own
     r: int = 8                               # rank of the update
     lora_alpha: int = 8                      # scaling numerator: s = lora_alpha / r (or / √r with rsLoRA)
     lora_dropout: float = 0.0                # dropout on the adapter input, in [0, 1)
@@ -54,7 +55,7 @@ class LoraConfig(TunerConfig):
     ensure_weight_tying: bool = False
 
     def __post_init__(self):
-        self.peft_type = PeftType.LORA
+        self.peft_type = type(self)._peft_type
         super().__post_init__()
         if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
             raise ValueError(f"r must be a positive integer (the rank of the update, e.g. 8); got r={self.r!r}.")
@@ -70,10 +71,12 @@ class LoraConfig(TunerConfig):
             if v not in (off, None) and v != {} and v is not False:
                 raise ValueError(f"LoraConfig.{k}={v!r} selects a LoRA variant peftlab does not implement yet; "
                                  f"leave it at {off!r}.")
-        for name, pat in (("rank_pattern", self.rank_pattern), ("alpha_pattern", self.alpha_pattern)):
-            for k, v in (pat or {}).items():
-                if name == "rank_pattern" and (not isinstance(v, int) or v <= 0):
-                    raise ValueError(f"rank_pattern[{k!r}] must be a positive integer rank; got {v!r}.")
+        self._check_rank_pattern()
+
+    def _check_rank_pattern(self):
+        for k, v in (self.rank_pattern or {}).items():
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"rank_pattern[{k!r}] must be a positive integer rank; got {v!r}.")
 
 # %% ../nbs/02_lora.ipynb #d966745d
 def pattern_value(pattern: dict, key: str, default):
