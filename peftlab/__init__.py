@@ -9,10 +9,12 @@ __all__ = ['PeftType', 'TaskType', 'PeftConfig', 'TunerConfig', 'AdapterLayer', 
            'PeftModelForSeq2SeqLM', 'PeftModelForSequenceClassification', 'PeftModelForTokenClassification',
            'PeftModelForQuestionAnswering', 'PeftModelForFeatureExtraction', 'get_peft_model', 'LoraConfig',
            'LoraModel', 'IA3Config', 'IA3Model', 'AdaLoraConfig', 'AdaLoraModel', 'AdaLoraCallback', 'rank_history',
-           'plot_rank_allocation', 'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights',
-           'AutoPeftModel', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
-           'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
-           'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction']
+           'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig',
+           'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner',
+           'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel',
+           'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
+           'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
+           'AutoPeftModelForFeatureExtraction']
 
 # %% ../nbs/99_init.ipynb #f5803f67
 from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, BaseTuner,
@@ -23,6 +25,8 @@ from .model import (PeftModel, PeftModelForCausalLM, PeftModelForSeq2SeqLM, Peft
 from .lora import LoraConfig, LoraModel
 from .ia3 import IA3Config, IA3Model
 from .adalora import AdaLoraConfig, AdaLoraModel, AdaLoraCallback, rank_history, plot_rank_allocation
+from .prompts import (PromptTuningConfig, PromptEncoderConfig, PrefixTuningConfig, PromptTuningInit,
+                             PromptEncoderReparameterizationType, PromptLearningConfig, PromptTuner)
 from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft_weights, AutoPeftModel,
                         AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
                         AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
@@ -32,6 +36,7 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "PeftModelForSeq2SeqLM", "PeftModelForSequenceClassification", "PeftModelForTokenClassification",
          "PeftModelForQuestionAnswering", "PeftModelForFeatureExtraction", "get_peft_model", "LoraConfig", "LoraModel",
          "IA3Config", "IA3Model", "AdaLoraConfig", "AdaLoraModel", "AdaLoraCallback", "rank_history",
-         "plot_rank_allocation", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
+         "plot_rank_allocation", "PromptTuningConfig", "PromptEncoderConfig", "PrefixTuningConfig",
+         "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
          "AutoPeftModel", "AutoPeftModelForCausalLM", "AutoPeftModelForSeq2SeqLM", "AutoPeftModelForSequenceClassification",
          "AutoPeftModelForTokenClassification", "AutoPeftModelForQuestionAnswering", "AutoPeftModelForFeatureExtraction"]

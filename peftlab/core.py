@@ -420,6 +420,12 @@ class BaseTuner(nn.Module):
         return d
     def prepare_to_load(self, adapter_name: str):
         "Reshape the freshly injected adapter to fit the checkpoint about to be loaded."
+    def adapter_state_from_file(self, state: dict, adapter_name: str) -> dict:
+        "Consume method-specific file tensors; return the rest in standard file keys."
+        return state
+    def generate(self, *args, **kwargs):
+        "The base model's `generate` (prompt methods add their virtual tokens here)."
+        return self.model.generate(*args, **kwargs)
 
     # --- injection --------------------------------------------------------------
     def inject_adapter(self, model: nn.Module, adapter_name: str, config):

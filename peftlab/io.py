@@ -82,7 +82,9 @@ def get_peft_model_state_dict(model: nn.Module, state_dict: Optional[dict] = Non
 def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: str = "default") -> dict:
     "Load PEFT-format tensors into adapter `adapter_name`; returns `{'missing': [...], 'unexpected': [...]}`."
     tuner = getattr(model, "base_model", None)
-    if isinstance(tuner, BaseTuner): tuner.prepare_to_load(adapter_name)
+    if isinstance(tuner, BaseTuner):
+        tuner.prepare_to_load(adapter_name)
+        peft_state = tuner.adapter_state_from_file(peft_state, adapter_name)
     kmap = adapter_key_map(model, adapter_name)
     model_sd = model.state_dict()
     load, unexpected = {}, []

@@ -97,7 +97,7 @@ class PeftModel(nn.Module):
 
     def generate(self, *args, **kwargs):
         "`generate` of the base model, with the active adapters."
-        return self.get_base_model().generate(*args, **kwargs)
+        return self.base_model.generate(*args, **kwargs)
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         "`(trainable, all)` parameters, counted as PEFT counts them."
