@@ -358,4 +358,10 @@ d = { 'settings': { 'branch': 'main',
                                  'peftlab.testing.tiny_gpt2': ('testing.html#tiny_gpt2', 'peftlab/testing.py'),
                                  'peftlab.testing.tiny_llama': ('testing.html#tiny_llama', 'peftlab/testing.py'),
                                  'peftlab.testing.tiny_t5': ('testing.html#tiny_t5', 'peftlab/testing.py'),
-                                 'peftlab.testing.toy_mlp': ('testing.html#toy_mlp', 'peftlab/testing.py')}}}
+                                 'peftlab.testing.toy_mlp': ('testing.html#toy_mlp', 'peftlab/testing.py')},
+            'peftlab.train': { 'peftlab.train._adalora_tuner': ('train.html#_adalora_tuner', 'peftlab/train.py'),
+                               'peftlab.train._to_batches': ('train.html#_to_batches', 'peftlab/train.py'),
+                               'peftlab.train.accuracy': ('train.html#accuracy', 'peftlab/train.py'),
+                               'peftlab.train.default_collate': ('train.html#default_collate', 'peftlab/train.py'),
+                               'peftlab.train.evaluate': ('train.html#evaluate', 'peftlab/train.py'),
+                               'peftlab.train.fit': ('train.html#fit', 'peftlab/train.py')}}}
