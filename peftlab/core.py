@@ -562,7 +562,9 @@ class BaseTuner(nn.Module):
                 setattr(parent, name, target.active_module() if merge else target.original_module)
         for n, p in self.model.named_parameters():
             if n in self._requires_grad: p.requires_grad_(self._requires_grad[n])
-        for attr in ("peft_config", "_peftlab_requires_grad"):
+        if self.model.__dict__.get("_peftlab_input_grads") and hasattr(self.model, "disable_input_require_grads"):
+            self.model.disable_input_require_grads()
+        for attr in ("peft_config", "_peftlab_requires_grad", "_peftlab_input_grads"):
             if attr in self.model.__dict__: object.__delattr__(self.model, attr)
         return self.model
 

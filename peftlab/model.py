@@ -59,7 +59,9 @@ class PeftModel(nn.Module):
         # Frozen embeddings give outputs without grad; with (reentrant) checkpointing the adapters above would
         # then get no gradient. Making the embedding output require grad fixes that, as PEFT does.
         if hasattr(model, "enable_input_require_grads") and hasattr(model, "get_input_embeddings"):
-            try: model.enable_input_require_grads()
+            try:
+                model.enable_input_require_grads()
+                object.__setattr__(model, "_peftlab_input_grads", True)   # unload() removes the hook again
             except (NotImplementedError, AttributeError): pass
 
     def _set_forward_signature(self, model):
