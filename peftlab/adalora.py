@@ -104,11 +104,9 @@ class AdaLoraLayer(AdapterLayer):
         return (dw.T if self.fan_in_fan_out else dw).to(self.get_base_layer().weight.dtype)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if self._disable_adapters:
-            if self.merged_adapters: self.unmerge()
-            return self.base_layer(x, *args, **kwargs)
+        off = self._adapters_off()
         result = self.base_layer(x, *args, **kwargs)
-        if self.merged_adapters: return result
+        if off: return result
         for a in self._active_adapters:
             A, E, B = self.lora_A[a], self.lora_E[a], self.lora_B[a]
             xa = x if x.dtype == A.dtype else x.to(A.dtype)
@@ -225,13 +223,7 @@ class AdaLoraModel(BaseTuner):
         kw = dict(r=config.init_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                   init_lora_weights=config.init_lora_weights)
         if isinstance(target, AdaLoraLayer): target.update_layer(adapter_name, **kw); return
-        Conv1D = _conv1d_cls()
-        if isinstance(target, nn.Linear): fifo = False
-        elif Conv1D is not None and isinstance(target, Conv1D): fifo = True
-        else:
-            raise TypeError(f"Target module {current_key!r} is a {type(target).__name__}, which AdaLoRA cannot wrap; "
-                            f"it wraps torch.nn.Linear and transformers' Conv1D. Choose target_modules among those.")
-        config.fan_in_fan_out = fifo
+        config.fan_in_fan_out = fifo = linear_fan_in_fan_out(target, current_key, "AdaLoRA")
         setattr(parent, target_name, AdaLoraLayer(target, adapter_name, fan_in_fan_out=fifo, **kw))
 
     def orth_regularizer(self) -> torch.Tensor:

@@ -13,8 +13,9 @@ import torch.nn as nn
 # %% auto #0
 __all__ = ['LORA_TARGET_MODULES', 'PEFT_TYPE_TO_CONFIG_MAPPING', 'PEFT_TYPE_TO_TUNER_MAPPING', 'PeftType', 'TaskType',
            'PeftConfig', 'TunerConfig', 'get_layer_index', 'check_target_module_exists', 'model_type_of',
-           'resolve_target_modules', 'is_linear_like', 'output_head_names', 'expand_all_linear', 'AdapterLayer',
-           'ModulesToSaveWrapper', 'get_submodules', 'BaseTuner', 'register_peft_method', 'config_class_for']
+           'resolve_target_modules', 'linear_fan_in_fan_out', 'is_linear_like', 'output_head_names',
+           'expand_all_linear', 'AdapterLayer', 'ModulesToSaveWrapper', 'get_submodules', 'BaseTuner',
+           'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -160,12 +161,20 @@ def resolve_target_modules(config: TunerConfig, model: nn.Module, defaults: dict
     config.target_modules = set(defaults[mt])
     return config
 
-# %% ../nbs/00_core.ipynb #b25eaa7e
+# %% ../nbs/00_core.ipynb #4fc52e0e
 def _conv1d_cls():
     try:
         from transformers.pytorch_utils import Conv1D
         return Conv1D
     except Exception: return None
+
+def linear_fan_in_fan_out(target: nn.Module, key: str, method: str) -> bool:
+    "Orientation of a linear target: False for `nn.Linear` (out, in), True for transformers `Conv1D` (in, out)."
+    C = _conv1d_cls()
+    if isinstance(target, nn.Linear): return False
+    if C is not None and isinstance(target, C): return True
+    raise TypeError(f"Target module {key!r} is a {type(target).__module__}.{type(target).__name__}, which {method} "
+                    f"cannot wrap; it wraps torch.nn.Linear and transformers' Conv1D. Choose target_modules among those.")
 
 def is_linear_like(m: nn.Module) -> bool:
     "`nn.Linear` or transformers' `Conv1D` (GPT-2), or a bitsandbytes linear (subclasses of `nn.Linear`)."
@@ -262,6 +271,11 @@ class AdapterLayer(nn.Module):
         if adapter_name in self._active_adapters:
             rest = [a for a in self._active_adapters if a != adapter_name]
             self._active_adapters = rest or self.adapter_names[:1]
+
+    def _adapters_off(self) -> bool:
+        "Whether the forward is the base layer alone: adapters disabled (merged ones are unmerged first) or merged."
+        if self._disable_adapters and self.merged_adapters: self.unmerge()
+        return self._disable_adapters or bool(self.merged_adapters) or not self._active_adapters
 
     # --- what a method provides -------------------------------------------------
     def delta_weight(self, adapter: str) -> torch.Tensor:

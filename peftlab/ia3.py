@@ -115,10 +115,7 @@ class IA3Layer(AdapterLayer):
                 base.bias.data = (base.bias.data / (self.ia3_l[a].data.reshape(base.bias.shape) + 1e-8)).to(base.bias.dtype)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if self._disable_adapters:
-            if self.merged_adapters: self.unmerge()
-            return self.base_layer(x, *args, **kwargs)
-        if self.merged_adapters or not self._active_adapters: return self.base_layer(x, *args, **kwargs)
+        if self._adapters_off(): return self.base_layer(x, *args, **kwargs)
         scale = self.ia3_l[self._active_adapters[0]].flatten()
         for a in self._active_adapters[1:]: scale = scale * self.ia3_l[a].flatten()
         if self.is_feedforward:
@@ -145,14 +142,8 @@ class IA3Model(BaseTuner):
     def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
         if isinstance(target, IA3Layer):
             target.update_layer(adapter_name, config.init_ia3_weights); return
-        Conv1D = _conv1d_cls()
         ff = is_feedforward_module(config, current_key)
-        if isinstance(target, nn.Linear): fifo = False
-        elif Conv1D is not None and isinstance(target, Conv1D): fifo = True
-        else:
-            raise TypeError(f"Target module {current_key!r} is a {type(target).__name__}, which (IA)³ cannot wrap; "
-                            f"it wraps torch.nn.Linear and transformers' Conv1D. Choose target_modules among those.")
-        config.fan_in_fan_out = fifo
+        config.fan_in_fan_out = fifo = linear_fan_in_fan_out(target, current_key, "(IA)³")
         setattr(parent, target_name, IA3Layer(target, adapter_name, ff, fifo, config.init_ia3_weights))
 
 register_peft_method(PeftType.IA3, IA3Config, IA3Model)

@@ -159,11 +159,9 @@ class Linear(LoraLayer):
         return None if b is None else b * self.scaling[adapter]
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if self._disable_adapters:
-            if self.merged_adapters: self.unmerge()
-            return self.base_layer(x, *args, **kwargs)
+        off = self._adapters_off()
         result = self.base_layer(x, *args, **kwargs)
-        if self.merged_adapters: return result
+        if off: return result
         out_dtype = result.dtype
         for a in self._active_adapters:
             A = self.lora_A[a]
@@ -200,11 +198,9 @@ class Embedding(LoraLayer):
         return ((B.to(dt) @ A.to(dt)).T * self.scaling[adapter]).to(self.get_base_layer().weight.dtype)  # (vocab, dim)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if self._disable_adapters:
-            if self.merged_adapters: self.unmerge()
-            return self.base_layer(x, *args, **kwargs)
+        off = self._adapters_off()
         result = self.base_layer(x, *args, **kwargs)
-        if self.merged_adapters: return result
+        if off: return result
         base = self.get_base_layer()
         embed_scale = getattr(base, "embed_scale", None)  # Gemma-style scaled embeddings
         for a in self._active_adapters:
@@ -253,11 +249,9 @@ class Conv2d(LoraLayer):
         return None if b is None else b * self.scaling[adapter]
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if self._disable_adapters:
-            if self.merged_adapters: self.unmerge()
-            return self.base_layer(x, *args, **kwargs)
+        off = self._adapters_off()
         result = self.base_layer(x, *args, **kwargs)
-        if self.merged_adapters: return result
+        if off: return result
         for a in self._active_adapters:
             A = self.lora_A[a]
             xa = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
