@@ -50,9 +50,8 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(-1) == labels).float().mean().item()
 
 def _adalora_tuner(model):
-    from peftlab.adalora import AdaLoraModel
-    t = getattr(model, "base_model", None)
-    return t if isinstance(t, AdaLoraModel) and t.rankallocator is not None else None
+    t = getattr(model, "base_model", None)   # duck-typed: any tuner with an active AdaLoRA rank allocator
+    return t if getattr(t, "rankallocator", None) is not None else None
 
 def fit(model: nn.Module, train_data, *, epochs: float = 1, max_steps: Optional[int] = None, lr: float = 1e-3,
         batch_size: int = 16, weight_decay: float = 0.0, collate: Optional[Callable] = None, eval_data=None,
