@@ -10,11 +10,12 @@ __all__ = ['PeftType', 'TaskType', 'PeftConfig', 'TunerConfig', 'AdapterLayer', 
            'PeftModelForQuestionAnswering', 'PeftModelForFeatureExtraction', 'get_peft_model', 'LoraConfig',
            'LoraModel', 'IA3Config', 'IA3Model', 'AdaLoraConfig', 'AdaLoraModel', 'AdaLoraCallback', 'rank_history',
            'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig',
-           'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner', 'fit',
-           'evaluate', 'accuracy', 'default_collate', 'get_peft_model_state_dict', 'set_peft_model_state_dict',
-           'load_peft_weights', 'AutoPeftModel', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
-           'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
-           'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction']
+           'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner',
+           'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'fit', 'evaluate', 'accuracy', 'default_collate',
+           'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel',
+           'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
+           'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
+           'AutoPeftModelForFeatureExtraction']
 
 # %% ../nbs/99_init.ipynb #f5803f67
 from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, BaseTuner,
@@ -26,7 +27,8 @@ from .lora import LoraConfig, LoraModel
 from .ia3 import IA3Config, IA3Model
 from .adalora import AdaLoraConfig, AdaLoraModel, AdaLoraCallback, rank_history, plot_rank_allocation
 from .prompts import (PromptTuningConfig, PromptEncoderConfig, PrefixTuningConfig, PromptTuningInit,
-                             PromptEncoderReparameterizationType, PromptLearningConfig, PromptTuner)
+                             PromptEncoderReparameterizationType, PromptLearningConfig, PromptTuner,
+                             MultitaskPromptTuningConfig, MultitaskPromptTuningInit)
 from .train import fit, evaluate, accuracy, default_collate
 from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft_weights, AutoPeftModel,
                         AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
@@ -38,6 +40,7 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "PeftModelForQuestionAnswering", "PeftModelForFeatureExtraction", "get_peft_model", "LoraConfig", "LoraModel",
          "IA3Config", "IA3Model", "AdaLoraConfig", "AdaLoraModel", "AdaLoraCallback", "rank_history",
          "plot_rank_allocation", "PromptTuningConfig", "PromptEncoderConfig", "PrefixTuningConfig",
-         "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner", "fit", "evaluate", "accuracy", "default_collate", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
+         "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner",
+         "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "fit", "evaluate", "accuracy", "default_collate", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
          "AutoPeftModel", "AutoPeftModelForCausalLM", "AutoPeftModelForSeq2SeqLM", "AutoPeftModelForSequenceClassification",
          "AutoPeftModelForTokenClassification", "AutoPeftModelForQuestionAnswering", "AutoPeftModelForFeatureExtraction"]

@@ -16,7 +16,8 @@ from .core import *
 # %% auto #0
 __all__ = ['PROMPT_TASKS', 'PromptLearningConfig', 'PromptTuningInit', 'PromptTuningConfig',
            'PromptEncoderReparameterizationType', 'PromptEncoderConfig', 'PrefixTuningConfig', 'PromptEmbedding',
-           'PromptEncoder', 'PrefixEncoder', 'prepare_prompt_config', 'PromptTuner']
+           'PromptEncoder', 'PrefixEncoder', 'MultitaskPromptTuningInit', 'MultitaskPromptTuningConfig',
+           'MultitaskPromptEmbedding', 'prepare_prompt_config', 'PromptTuner']
 
 # %% ../nbs/05_prompts.ipynb #dd1369b5
 PROMPT_TASKS = (TaskType.CAUSAL_LM, TaskType.SEQ_2_SEQ_LM, TaskType.SEQ_CLS, TaskType.FEATURE_EXTRACTION)
@@ -148,7 +149,99 @@ class PrefixEncoder(nn.Module):
         e = self.embedding(prefix)
         return self.transform(e) if self.prefix_projection else e
 
-# %% ../nbs/05_prompts.ipynb #e8be40ce
+# %% ../nbs/05_prompts.ipynb #53f4c05c
+class MultitaskPromptTuningInit(str, enum.Enum):
+    TEXT = "TEXT"; RANDOM = "RANDOM"; AVERAGE_SOURCE_TASKS = "AVERAGE_SOURCE_TASKS"
+    EXACT_SOURCE_TASK = "EXACT_SOURCE_TASK"; ONLY_SOURCE_SHARED = "ONLY_SOURCE_SHARED"
+
+_FROM_SOURCE = (MultitaskPromptTuningInit.AVERAGE_SOURCE_TASKS, MultitaskPromptTuningInit.EXACT_SOURCE_TASK,
+                MultitaskPromptTuningInit.ONLY_SOURCE_SHARED)
+
+@dataclass
+class MultitaskPromptTuningConfig(PromptTuningConfig):
+    "Multitask prompt tuning: a shared prompt times a rank-`num_ranks` matrix per task."
+    _peft_type = PeftType.MULTITASK_PROMPT_TUNING
+    prompt_tuning_init: Union[MultitaskPromptTuningInit, str] = MultitaskPromptTuningInit.RANDOM
+    prompt_tuning_init_state_dict_path: Optional[str] = None  # source checkpoint (.safetensors or .bin) for *_SOURCE_* inits
+    prompt_tuning_init_task: Optional[int] = 0                # the source task EXACT_SOURCE_TASK copies
+    num_ranks: Optional[int] = 1                              # r of the task matrices u_k v_k^T
+    num_tasks: Optional[int] = 1                              # K
+
+    def __post_init__(self):
+        PromptLearningConfig.__post_init__(self)
+        try: self.prompt_tuning_init = MultitaskPromptTuningInit(self.prompt_tuning_init)
+        except ValueError:
+            raise ValueError(f"prompt_tuning_init={self.prompt_tuning_init!r} is not a multitask init; use one of "
+                             f"{[i.value for i in MultitaskPromptTuningInit]}.") from None
+        for f in ("num_tasks", "num_ranks"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < 1: raise ValueError(f"{f} must be a positive integer; got {v!r}.")
+        if self.prompt_tuning_init == MultitaskPromptTuningInit.TEXT and not (self.prompt_tuning_init_text and self.tokenizer_name_or_path):
+            raise ValueError("prompt_tuning_init='TEXT' needs prompt_tuning_init_text and tokenizer_name_or_path.")
+        if self.prompt_tuning_init in _FROM_SOURCE and not self.inference_mode and not self.prompt_tuning_init_state_dict_path:
+            raise ValueError(f"prompt_tuning_init={self.prompt_tuning_init.value} starts from a source-task checkpoint: "
+                             f"set prompt_tuning_init_state_dict_path to its adapter_model.safetensors.")
+
+# %% ../nbs/05_prompts.ipynb #02a2c5c1
+def _load_source(path: str, device) -> dict:
+    "A source checkpoint's tensors; `.bin` files are read with `weights_only=True` (never unpickles code)."
+    path = str(path)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        return load_file(path, device=str(device))
+    return torch.load(path, map_location=device, weights_only=True)
+
+def _check_task_ids(task_ids, batch_size: int, cfg) -> torch.Tensor:
+    if task_ids is None:
+        raise ValueError(f"Multitask prompt tuning needs task_ids: one task index per row, a LongTensor of shape "
+                         f"({batch_size},) with values in [0, {cfg.num_tasks}).")
+    task_ids = torch.as_tensor(task_ids).long().reshape(-1)
+    if task_ids.numel() != batch_size:
+        raise ValueError(f"task_ids has {task_ids.numel()} entries but the batch has {batch_size} rows; give one task per row.")
+    if task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= cfg.num_tasks):
+        raise ValueError(f"task_ids must lie in [0, {cfg.num_tasks}) (num_tasks={cfg.num_tasks}); got {task_ids.tolist()}.")
+    return task_ids
+
+class MultitaskPromptEmbedding(PromptEmbedding):
+    "Multitask prompt tuning: the shared table `P*` times each row's task matrix `u_k v_k^T`."
+    def __init__(self, config: MultitaskPromptTuningConfig, word_embeddings: nn.Module):
+        super().__init__(config, word_embeddings)
+        total = config.num_virtual_tokens * config.num_transformer_submodules
+        self.prefix_task_cols = nn.Parameter(torch.normal(0, 0.02, (config.num_tasks, total, config.num_ranks)))
+        self.prefix_task_rows = nn.Parameter(torch.normal(0, 0.02, (config.num_tasks, config.num_ranks, config.token_dim)))
+        init = config.prompt_tuning_init
+        if init not in _FROM_SOURCE or config.inference_mode: return
+        src = _load_source(config.prompt_tuning_init_state_dict_path, word_embeddings.weight.device)
+        missing = {"prompt_embeddings", "prefix_task_cols", "prefix_task_rows"} - set(src)
+        if missing: raise ValueError(f"{config.prompt_tuning_init_state_dict_path} is not a multitask prompt checkpoint: "
+                                     f"it lacks {sorted(missing)}.")
+        with torch.no_grad(): self.embedding.weight.copy_(src["prompt_embeddings"])
+        if init == MultitaskPromptTuningInit.ONLY_SOURCE_SHARED: return
+        cols, rows = src["prefix_task_cols"], src["prefix_task_rows"]
+        if init == MultitaskPromptTuningInit.AVERAGE_SOURCE_TASKS:
+            cols, rows = cols.mean(0, keepdim=True), rows.mean(0, keepdim=True)
+        else:
+            k = config.prompt_tuning_init_task
+            if not 0 <= k < cols.shape[0]:
+                raise ValueError(f"prompt_tuning_init_task={k}, but the source checkpoint has {cols.shape[0]} tasks.")
+            cols, rows = cols[k:k + 1], rows[k:k + 1]
+        self.load_task_matrices(cols, rows, what=f"{init.value} gives 1 task, so the target config needs num_tasks=1")
+
+    def load_task_matrices(self, cols, rows, what: str = "num_tasks / num_ranks / num_virtual_tokens differ"):
+        "Copy `prefix_task_cols` / `prefix_task_rows` in, checking their shapes."
+        if cols is None or rows is None: raise ValueError("The checkpoint lacks prefix_task_cols / prefix_task_rows.")
+        for name, t in (("prefix_task_cols", cols), ("prefix_task_rows", rows)):
+            p = getattr(self, name)
+            if tuple(t.shape) != tuple(p.shape):
+                raise ValueError(f"{name} has shape {tuple(t.shape)} in the checkpoint but {tuple(p.shape)} here: {what}.")
+            with torch.no_grad(): p.copy_(t)
+
+    def forward(self, indices, task_ids):
+        e = self.embedding(indices)                                                  # (n·s, d)
+        task = self.prefix_task_cols.index_select(0, task_ids) @ self.prefix_task_rows.index_select(0, task_ids)  # (B, n·s, d)
+        return e * task
+
+# %% ../nbs/05_prompts.ipynb #59bf7c33
 def _model_cfg(model):
     cfg = getattr(model, "config", None)
     if cfg is None: raise ValueError("Prompt methods need a transformers model (with a .config); got a plain nn.Module.")
@@ -180,7 +273,7 @@ def prepare_prompt_config(config: PromptLearningConfig, model: nn.Module) -> Pro
     if getattr(config, "encoder_hidden_size", "x") is None: config.encoder_hidden_size = config.token_dim
     return config
 
-# %% ../nbs/05_prompts.ipynb #9c8385a6
+# %% ../nbs/05_prompts.ipynb #4321dd79
 def _word_embeddings(model):
     emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if emb is None: raise ValueError("Could not find the model's input embeddings (get_input_embeddings()).")
@@ -205,7 +298,8 @@ class PromptTuner(BaseTuner):
                 raise ValueError("Prefix tuning does not work with gradient checkpointing; disable it or use prompt tuning.")
         if any(type(c) is not type(config) for c in self.peft_config.values()):
             raise ValueError("All adapters of one model must use the same prompt method.")
-        if config.peft_type == PeftType.PROMPT_TUNING: enc = PromptEmbedding(config, _word_embeddings(model))
+        if config.peft_type == PeftType.MULTITASK_PROMPT_TUNING: enc = MultitaskPromptEmbedding(config, _word_embeddings(model))
+        elif config.peft_type == PeftType.PROMPT_TUNING: enc = PromptEmbedding(config, _word_embeddings(model))
         elif config.peft_type == PeftType.P_TUNING: enc = PromptEncoder(config)
         else: enc = PrefixEncoder(config)
         dev = _word_embeddings(model).weight.device
@@ -250,7 +344,7 @@ class PromptTuner(BaseTuner):
     @property
     def active_config(self) -> PromptLearningConfig: return self.peft_config[self.active_adapter]
 
-# %% ../nbs/05_prompts.ipynb #de7dd1a2
+# %% ../nbs/05_prompts.ipynb #2ed13068
 def _supports_cache(model) -> bool:
     fwd = inspect.signature(model.forward).parameters
     if "past_key_values" in fwd: return True
@@ -264,12 +358,17 @@ def prompt_table(self, adapter_name: Optional[str] = None) -> torch.Tensor:
     cfg, enc = self.peft_config[name], self.prompt_encoder[name]
     total = cfg.num_virtual_tokens * (1 if cfg.peft_type == PeftType.PREFIX_TUNING else cfg.num_transformer_submodules)
     idx = torch.arange(total, device=enc.embedding.weight.device)
+    if cfg.peft_type == PeftType.MULTITASK_PROMPT_TUNING: return enc.embedding(idx)   # the shared prompt P*
     return enc(idx)
 
 @patch_to(PromptTuner)
-def get_prompt(self, batch_size: int):
+def get_prompt(self, batch_size: int, task_ids: Optional[torch.Tensor] = None):
     "Virtual-token embeddings for a batch, or the prefix key/value cache for prefix tuning."
     cfg = self.active_config
+    if cfg.peft_type == PeftType.MULTITASK_PROMPT_TUNING:
+        enc = self.prompt_encoder[self.active_adapter]
+        idx = torch.arange(cfg.num_virtual_tokens * cfg.num_transformer_submodules, device=enc.embedding.weight.device)
+        return enc(idx, _check_task_ids(task_ids, batch_size, cfg))
     table = self.prompt_table()
     if cfg.peft_type != PeftType.PREFIX_TUNING:
         return table.unsqueeze(0).expand(batch_size, -1, -1)
@@ -286,7 +385,7 @@ def get_prompt(self, batch_size: int):
     for k in cache.is_updated: cache.is_updated[k] = False
     return cache
 
-# %% ../nbs/05_prompts.ipynb #7db533cd
+# %% ../nbs/05_prompts.ipynb #08321c74
 def _batch_size(input_ids, inputs_embeds):
     t = input_ids if input_ids is not None else inputs_embeds
     if t is None: raise ValueError("Pass input_ids or inputs_embeds.")
@@ -310,13 +409,13 @@ def _adjust_ids(self, kwargs, remove_token_type_ids=True):
         warnings.warn("token_type_ids are ignored with prompt methods on this task."); kwargs["token_type_ids"] = None
 
 @patch_to(PromptTuner)
-def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, **kwargs):
-    "Run the base model with the active adapter's virtual tokens."
+def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, task_ids=None, **kwargs):
+    "Run the base model with the active adapter's virtual tokens (`task_ids`: one task per row, multitask only)."
     if self._disabled:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, labels=labels, **kwargs)
     cfg = self.active_config
     if cfg.task_type == TaskType.SEQ_2_SEQ_LM:
-        return self._forward_seq2seq(input_ids, attention_mask, inputs_embeds, labels, **kwargs)
+        return self._forward_seq2seq(input_ids, attention_mask, inputs_embeds, labels, task_ids=task_ids, **kwargs)
     n, B = cfg.num_virtual_tokens, _batch_size(input_ids, inputs_embeds)
     attention_mask = _prepend_ones(attention_mask, n)
     seq_cls = cfg.task_type in (TaskType.SEQ_CLS, TaskType.FEATURE_EXTRACTION)
@@ -333,7 +432,7 @@ def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, label
     if inputs_embeds is None: inputs_embeds = _word_embeddings(self.model)(input_ids)
     if labels is not None and cfg.task_type == TaskType.CAUSAL_LM:
         kwargs["labels"] = torch.cat([torch.full((B, n), -100, dtype=labels.dtype, device=labels.device), labels], dim=1)
-    prompts = self.get_prompt(B).to(inputs_embeds.dtype)
+    prompts = self.get_prompt(B, task_ids).to(inputs_embeds.dtype)
     return self.model(inputs_embeds=torch.cat([prompts, inputs_embeds], dim=1), attention_mask=attention_mask, **kwargs)
 
 @patch_to(PromptTuner)
@@ -357,7 +456,7 @@ def _prefix_forward_through_backbone(self, input_ids, attention_mask, inputs_emb
 
 @patch_to(PromptTuner)
 def _forward_seq2seq(self, input_ids, attention_mask, inputs_embeds, labels, decoder_input_ids=None,
-                     decoder_attention_mask=None, decoder_inputs_embeds=None, **kwargs):
+                     decoder_attention_mask=None, decoder_inputs_embeds=None, task_ids=None, **kwargs):
     cfg = self.active_config
     n, B = cfg.num_virtual_tokens, _batch_size(input_ids, inputs_embeds)
     self._adjust_ids(kwargs)
@@ -366,14 +465,32 @@ def _forward_seq2seq(self, input_ids, attention_mask, inputs_embeds, labels, dec
         kw["decoder_attention_mask"] = _prepend_ones(decoder_attention_mask, n)
         return self.model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                           past_key_values=self.get_prompt(B), **kw)
-    if inputs_embeds is None: inputs_embeds = _word_embeddings(self.model)(input_ids)
-    prompts = self.get_prompt(B).to(inputs_embeds.dtype)[:, :n]     # the encoder side uses the first n rows
-    return self.model(inputs_embeds=torch.cat([prompts, inputs_embeds], dim=1),
+    emb = _word_embeddings(self.model)
+    if inputs_embeds is None: inputs_embeds = emb(input_ids)
+    prompts = self.get_prompt(B, task_ids).to(inputs_embeds.dtype)
+    if cfg.peft_type == PeftType.MULTITASK_PROMPT_TUNING and cfg.num_transformer_submodules == 2:
+        # as PEFT: the second n prompts go in front of the decoder input, whose positions the loss ignores
+        if decoder_inputs_embeds is None:
+            if decoder_input_ids is None:
+                if labels is None: raise ValueError("Pass labels or decoder_input_ids to an encoder-decoder model.")
+                decoder_input_ids = _shift_right(labels, self.model.config)
+            decoder_inputs_embeds = emb(decoder_input_ids)
+        kw.update(decoder_input_ids=None, decoder_inputs_embeds=torch.cat([prompts[:, n:], decoder_inputs_embeds], dim=1))
+        if labels is not None: kw["labels"] = torch.cat([labels.new_full((B, n), -100), labels], dim=1)
+        decoder_attention_mask = _prepend_ones(decoder_attention_mask, n)
+    return self.model(inputs_embeds=torch.cat([prompts[:, :n], inputs_embeds], dim=1),   # the encoder side: first n rows
                       attention_mask=_prepend_ones(attention_mask, n), decoder_attention_mask=decoder_attention_mask, **kw)
 
-# %% ../nbs/05_prompts.ipynb #da0a1b61
+def _shift_right(labels, config):
+    "Decoder inputs from labels: start token, then the labels shifted right (-100 -> pad), as T5/BART do."
+    out = labels.new_zeros(labels.shape)
+    out[:, 1:] = labels[:, :-1]
+    out[:, 0] = config.decoder_start_token_id
+    return out.masked_fill(out == -100, config.pad_token_id)
+
+# %% ../nbs/05_prompts.ipynb #3d4b0154
 @patch_to(PromptTuner)
-def _prepare_inputs_for_generation(self, orig, *args, **kwargs):
+def _prepare_inputs_for_generation(self, orig, *args, task_ids=None, **kwargs):
     cfg, n = self.active_config, self.active_config.num_virtual_tokens
     mk = orig(*args, **kwargs)
     prefix = cfg.peft_type == PeftType.PREFIX_TUNING
@@ -397,7 +514,9 @@ def _prepare_inputs_for_generation(self, orig, *args, **kwargs):
         if prefix: mk["past_key_values"] = self.get_prompt(B)
         else:
             emb = _word_embeddings(self.model)(mk["input_ids"])
-            mk["inputs_embeds"] = torch.cat([self.get_prompt(B).to(emb.dtype), emb], dim=1)
+            if task_ids is not None and len(task_ids) != B:        # beams / num_return_sequences expand the batch
+                task_ids = task_ids.repeat_interleave(B // len(task_ids))
+            mk["inputs_embeds"] = torch.cat([self.get_prompt(B, task_ids).to(emb.dtype), emb], dim=1)
             mk["input_ids"] = None
     if prefix and is_prefill: mk["cache_position"] = mk["cache_position"] + n
     elif not prefix: mk.pop("cache_position", None)
@@ -409,25 +528,29 @@ def generate(self, *args, **kwargs):
     if self._disabled: return self.model.generate(*args, **kwargs)
     cfg, n = self.active_config, self.active_config.num_virtual_tokens
     if args: kwargs["input_ids"] = args[0]; args = ()
+    task_ids = kwargs.pop("task_ids", None)
     if kwargs.get("position_ids") is not None: self._adjust_ids(kwargs)
     if cfg.task_type == TaskType.SEQ_2_SEQ_LM and cfg.peft_type != PeftType.PREFIX_TUNING:
         ids = kwargs.pop("input_ids")
         emb = _word_embeddings(self.model)(ids)
-        kwargs["inputs_embeds"] = torch.cat([self.get_prompt(ids.shape[0]).to(emb.dtype)[:, :n], emb], dim=1)
+        kwargs["inputs_embeds"] = torch.cat([self.get_prompt(ids.shape[0], task_ids).to(emb.dtype)[:, :n], emb], dim=1)
         if kwargs.get("attention_mask") is not None: kwargs["attention_mask"] = _prepend_ones(kwargs["attention_mask"], n)
         return self.model.generate(**kwargs)
     orig = self.model.prepare_inputs_for_generation
     @functools.wraps(orig)   # generate() inspects this signature to validate its kwargs
-    def prepare(*args, **kw): return self._prepare_inputs_for_generation(orig, *args, **kw)
+    def prepare(*args, **kw): return self._prepare_inputs_for_generation(orig, *args, task_ids=task_ids, **kw)
     self.model.prepare_inputs_for_generation = prepare
     try: return self.model.generate(**kwargs)
     finally: del self.model.prepare_inputs_for_generation
 
-# %% ../nbs/05_prompts.ipynb #67c54082
+# %% ../nbs/05_prompts.ipynb #89cc02d7
 @patch_to(PromptTuner)
 def adapter_state_to_save(self, state, adapter_name):
     out = {("base_model." + k[len("base_model.model."):] if k.startswith("base_model.model.") else k): v for k, v in state.items()}
     out["prompt_embeddings"] = self.prompt_table(adapter_name).detach()
+    enc = self.prompt_encoder[adapter_name]
+    if isinstance(enc, MultitaskPromptEmbedding):
+        out["prefix_task_cols"], out["prefix_task_rows"] = enc.prefix_task_cols.detach(), enc.prefix_task_rows.detach()
     return out
 
 @patch_to(PromptTuner)
@@ -444,8 +567,10 @@ def adapter_state_from_file(self, state, adapter_name):
         raise ValueError(f"prompt_embeddings has shape {tuple(table.shape)} but this config expects "
                          f"{tuple(enc.embedding.weight.shape)}; num_virtual_tokens / token_dim / num_layers differ.")
     with torch.no_grad(): enc.embedding.weight.copy_(table.to(enc.embedding.weight.dtype))
+    if isinstance(enc, MultitaskPromptEmbedding): enc.load_task_matrices(state.pop("prefix_task_cols", None),
+                                                                        state.pop("prefix_task_rows", None))
     return {("base_model.model." + k[len("base_model."):] if k.startswith("base_model.") else k): v for k, v in state.items()}
 
-for _t in (PeftType.PROMPT_TUNING, PeftType.P_TUNING, PeftType.PREFIX_TUNING):
-    register_peft_method(_t, {PeftType.PROMPT_TUNING: PromptTuningConfig, PeftType.P_TUNING: PromptEncoderConfig,
-                              PeftType.PREFIX_TUNING: PrefixTuningConfig}[_t], PromptTuner)
+for _t, _c in ((PeftType.PROMPT_TUNING, PromptTuningConfig), (PeftType.P_TUNING, PromptEncoderConfig),
+               (PeftType.PREFIX_TUNING, PrefixTuningConfig), (PeftType.MULTITASK_PROMPT_TUNING, MultitaskPromptTuningConfig)):
+    register_peft_method(_t, _c, PromptTuner)
