@@ -117,6 +117,23 @@ class LoraLayer(AdapterLayer):
     def _compute_dtype(self, W):
         return torch.float32 if (W.device.type == "cpu" and W.dtype in (torch.float16, torch.bfloat16)) else W.dtype
 
+    def _lora_delta(self, adapter: str, x: torch.Tensor) -> torch.Tensor:
+        "What `adapter` adds to the base output for input `x` (each layer type says how)."
+        raise NotImplementedError
+
+    def _mixed_batch_forward(self, x, *args, adapter_names, **kwargs):
+        "Row i gets the update of adapter `adapter_names[i]` (none for '__base__' or an adapter this layer lacks)."
+        if self._disable_adapters:
+            self._adapters_off(); return self.base_layer(x, *args, **kwargs)   # disabled: the base, unmerged
+        self._check_mixed_batch(x, adapter_names)
+        result = self.base_layer(x, *args, **kwargs)
+        mb = mixed_batch(adapter_names)
+        deltas = [self._lora_delta(a, xs).to(result.dtype) if a in self.r else None
+                  for (a, _), xs in zip(mb.groups, mb.split(x))]
+        if all(d is None for d in deltas): return result
+        deltas = [result.new_zeros((n, *result.shape[1:])) if d is None else d for d, n in zip(deltas, mb.sizes)]
+        return result + mb.combine(deltas)
+
 # %% ../nbs/02_lora.ipynb #39dd8677
 def _init_lora_ab(A: torch.Tensor, B: Optional[torch.Tensor], init, r: int):
     "PEFT's initialisations: A kaiming-uniform(a=√5) or N(0, 1/r²), B zero; `False` keeps random values."
@@ -127,6 +144,7 @@ def _init_lora_ab(A: torch.Tensor, B: Optional[torch.Tensor], init, r: int):
 
 class Linear(LoraLayer):
     "LoRA around `nn.Linear` or transformers `Conv1D`."
+    supports_mixed_batch = True
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs):
         super().__init__(base_layer)
         self.fan_in_fan_out = fan_in_fan_out
@@ -159,6 +177,8 @@ class Linear(LoraLayer):
         return None if b is None else b * self.scaling[adapter]
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is not None: return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
         off = self._adapters_off()
         result = self.base_layer(x, *args, **kwargs)
         if off: return result
@@ -169,11 +189,17 @@ class Linear(LoraLayer):
             result = result + self.lora_B[a](A(self.lora_dropout[a](xa))) * self.scaling[a]
         return result if result.dtype == out_dtype else result.to(out_dtype)
 
+    def _lora_delta(self, a, x):
+        A = self.lora_A[a]
+        x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
+        return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
+
     def __repr__(self): return "lora." + super().__repr__()
 
-# %% ../nbs/02_lora.ipynb #67c19012
+# %% ../nbs/02_lora.ipynb #48540a2f
 class Embedding(LoraLayer):
     "LoRA around `nn.Embedding`."
+    supports_mixed_batch = True
     def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs):
         super().__init__(base_layer)
         self.in_features, self.out_features = base_layer.num_embeddings, base_layer.embedding_dim
@@ -198,6 +224,8 @@ class Embedding(LoraLayer):
         return ((B.to(dt) @ A.to(dt)).T * self.scaling[adapter]).to(self.get_base_layer().weight.dtype)  # (vocab, dim)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is not None: return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
         off = self._adapters_off()
         result = self.base_layer(x, *args, **kwargs)
         if off: return result
@@ -212,11 +240,20 @@ class Embedding(LoraLayer):
             result = result + delta.to(result.dtype)
         return result
 
+    def _lora_delta(self, a, x):
+        base = self.get_base_layer()
+        A, B = self.lora_embedding_A[a], self.lora_embedding_B[a]
+        delta = (F.embedding(x, A.T, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq,
+                             base.sparse) @ B.T) * self.scaling[a]
+        embed_scale = getattr(base, "embed_scale", None)
+        return delta if embed_scale is None else delta * embed_scale.to(delta.dtype)
+
     def __repr__(self): return "lora." + super().__repr__()
 
-# %% ../nbs/02_lora.ipynb #a57b9c1d
+# %% ../nbs/02_lora.ipynb #d3d6cc28
 class Conv2d(LoraLayer):
     "LoRA around `nn.Conv2d` (groups=1)."
+    supports_mixed_batch = True
     def __init__(self, base_layer: nn.Conv2d, adapter_name: str, **kwargs):
         super().__init__(base_layer)
         if base_layer.groups != 1:
@@ -249,6 +286,8 @@ class Conv2d(LoraLayer):
         return None if b is None else b * self.scaling[adapter]
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is not None: return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
         off = self._adapters_off()
         result = self.base_layer(x, *args, **kwargs)
         if off: return result
@@ -257,6 +296,11 @@ class Conv2d(LoraLayer):
             xa = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
             result = result + (self.lora_B[a](A(self.lora_dropout[a](xa))) * self.scaling[a]).to(result.dtype)
         return result
+
+    def _lora_delta(self, a, x):
+        A = self.lora_A[a]
+        x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
+        return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
 
     def __repr__(self): return "lora." + super().__repr__()
 

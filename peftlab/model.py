@@ -88,18 +88,27 @@ class PeftModel(nn.Module):
     @property
     def active_adapters(self) -> list[str]: return self.base_model.active_adapters
 
+    def _enable_peft_forward_hooks(self, *args, **kwargs):
+        "The tuner's context for the special forward arguments (`adapter_names`: one adapter per row), if any."
+        hooks = getattr(self.base_model, "_enable_peft_forward_hooks", None)
+        if hooks is None or kwargs.get("adapter_names") is None: return contextlib.nullcontext()
+        return hooks(*args, **kwargs)
+
     def forward(self, *args, **kwargs):
-        "Run the base model with the active adapters."
-        for k in self.special_peft_forward_args: kwargs.pop(k, None)
-        return self.base_model(*args, **kwargs)
+        "Run the base model with the active adapters (`adapter_names=[...]`: a mixed-adapter batch, see `02_lora`)."
+        with self._enable_peft_forward_hooks(*args, **kwargs):
+            kwargs = {k: v for k, v in kwargs.items() if k not in self.special_peft_forward_args}
+            return self.base_model(*args, **kwargs)
 
     def get_base_model(self) -> nn.Module:
         "The wrapped transformers / torch model (with adapter layers in place)."
         return self.base_model.model
 
     def generate(self, *args, **kwargs):
-        "`generate` of the base model, with the active adapters."
-        return self.base_model.generate(*args, **kwargs)
+        "`generate` of the base model, with the active adapters (or `adapter_names=[...]`, one per row)."
+        with self._enable_peft_forward_hooks(*args, **kwargs):
+            kwargs = {k: v for k, v in kwargs.items() if k not in self.special_peft_forward_args}
+            return self.base_model.generate(*args, **kwargs)
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         "`(trainable, all)` parameters, counted as PEFT counts them."
