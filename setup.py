@@ -34,8 +34,9 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]] + (['License :: ' + lic[1] ] if lic[1] else []),
     url = cfg['git_url'],
-    packages = setuptools.find_packages(),
+    packages = setuptools.find_packages() + ['peftlab.model_configs'],  # a data-only folder: listed, not discovered
     include_package_data = True,
+    package_data = {'peftlab.model_configs': ['*.json']},  # model configs for offline memory planning (peftlab.memory)
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements, 'quant': ['bitsandbytes'], 'data': ['datasets'] },
     dependency_links = cfg.get('dep_links','').split(),
