@@ -15,7 +15,11 @@ __all__ = ['PeftType', 'TaskType', 'PeftConfig', 'TunerConfig', 'AdapterLayer', 
            'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel',
            'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
            'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
-           'AutoPeftModelForFeatureExtraction']
+           'AutoPeftModelForFeatureExtraction', 'param_breakdown', 'plot_param_breakdown', 'delta_spectra', 'delta_svd',
+           'spectra_summary', 'energy_fractions', 'plot_spectra', 'plot_effective_rank', 'subspace_similarity',
+           'plot_subspace_similarity', 'amplification', 'estimate_memory', 'measure_memory', 'meta_model',
+           'known_models', 'MemoryEstimate', 'MemoryMeasurement', 'plot_estimates', 'sweep', 'plot_sweep',
+           'LiveSweepPlot']
 
 # %% ../nbs/99_init.ipynb #f5803f67
 from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, BaseTuner,
@@ -34,6 +38,12 @@ from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft
                         AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
                         AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
                         AutoPeftModelForFeatureExtraction)
+from .analysis import (param_breakdown, plot_param_breakdown, delta_spectra, delta_svd, spectra_summary,
+                              energy_fractions, plot_spectra, plot_effective_rank, subspace_similarity,
+                              plot_subspace_similarity, amplification)
+from .memory import (estimate_memory, measure_memory, meta_model, known_models, MemoryEstimate,
+                            MemoryMeasurement, plot_estimates)
+from .sweep import sweep, plot_sweep, LiveSweepPlot
 _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "BaseTuner", "ModulesToSaveWrapper",
          "check_target_module_exists", "register_peft_method", "PeftModel", "PeftModelForCausalLM",
          "PeftModelForSeq2SeqLM", "PeftModelForSequenceClassification", "PeftModelForTokenClassification",
@@ -43,4 +53,8 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner",
          "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "fit", "evaluate", "accuracy", "default_collate", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
          "AutoPeftModel", "AutoPeftModelForCausalLM", "AutoPeftModelForSeq2SeqLM", "AutoPeftModelForSequenceClassification",
-         "AutoPeftModelForTokenClassification", "AutoPeftModelForQuestionAnswering", "AutoPeftModelForFeatureExtraction"]
+         "AutoPeftModelForTokenClassification", "AutoPeftModelForQuestionAnswering", "AutoPeftModelForFeatureExtraction",
+         "param_breakdown", "plot_param_breakdown", "delta_spectra", "delta_svd", "spectra_summary", "energy_fractions",
+         "plot_spectra", "plot_effective_rank", "subspace_similarity", "plot_subspace_similarity", "amplification",
+         "estimate_memory", "measure_memory", "meta_model", "known_models", "MemoryEstimate", "MemoryMeasurement",
+         "plot_estimates", "sweep", "plot_sweep", "LiveSweepPlot"]

@@ -55,6 +55,8 @@ def _owned_docstrings(o, modname: str) -> list:
         if a.startswith("_"): continue
         v = getattr(v, "__func__", v)  # staticmethod / classmethod
         if isinstance(v, property): v = v.fget
+        home = getattr(v, "__module__", None)   # a method patched in by another library (e.g. fastcore) is not the class's
+        if home is not None and _home(home) != _home(modname): continue
         if inspect.isroutine(v) or inspect.isdatadescriptor(v): docs.append(getattr(v, "__doc__", None))
     return docs
 
