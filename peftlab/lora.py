@@ -14,7 +14,7 @@ from .core import *
 from .core import _conv1d_cls
 
 # %% auto #0
-__all__ = ['LoraConfig', 'pattern_value', 'LoraLayer', 'Linear', 'Embedding', 'Conv2d', 'LoraModel']
+__all__ = ['LoraConfig', 'pattern_value', 'LoraLayer', 'Linear', 'Embedding', 'Conv2d', 'register_lora_dispatcher', 'LoraModel']
 
 # %% ../nbs/02_lora.ipynb #871958d3
 _LORA_INITS = (True, False, "gaussian")
@@ -304,7 +304,14 @@ class Conv2d(LoraLayer):
 
     def __repr__(self): return "lora." + super().__repr__()
 
-# %% ../nbs/02_lora.ipynb #6c304ef3
+# %% ../nbs/02_lora.ipynb #a09cdee5
+_LORA_DISPATCHERS: list = []   # (predicate(target) -> bool, layer class), consulted first, newest first
+
+def register_lora_dispatcher(predicate, layer_cls):
+    "Let `layer_cls` wrap every target for which `predicate(target)` is true (e.g. quantized layers)."
+    _LORA_DISPATCHERS[:] = [(p, c) for p, c in _LORA_DISPATCHERS if c is not layer_cls]
+    _LORA_DISPATCHERS.insert(0, (predicate, layer_cls))
+
 def _supported_types_message():
     return ("LoRA can wrap torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv2d and transformers' Conv1D "
             "(and bitsandbytes Linear4bit / Linear8bitLt, which subclass nn.Linear)")
@@ -335,6 +342,10 @@ class LoraModel(BaseTuner):
     @staticmethod
     def _create_new_module(config, adapter_name, target, key, **kwargs):
         Conv1D = _conv1d_cls()
+        for pred, cls in _LORA_DISPATCHERS:
+            if pred(target):
+                config.fan_in_fan_out = False
+                return cls(target, adapter_name, **kwargs)
         if isinstance(target, nn.Embedding): return Embedding(target, adapter_name, **kwargs)
         if isinstance(target, nn.Conv2d): return Conv2d(target, adapter_name, **kwargs)
         if isinstance(target, nn.Linear):
