@@ -11,15 +11,15 @@ __all__ = ['PeftType', 'TaskType', 'PeftConfig', 'TunerConfig', 'AdapterLayer', 
            'LoraModel', 'IA3Config', 'IA3Model', 'AdaLoraConfig', 'AdaLoraModel', 'AdaLoraCallback', 'rank_history',
            'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig',
            'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner',
-           'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'fit', 'evaluate', 'accuracy', 'default_collate',
-           'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel',
-           'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
-           'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
-           'AutoPeftModelForFeatureExtraction', 'param_breakdown', 'plot_param_breakdown', 'delta_spectra', 'delta_svd',
-           'spectra_summary', 'energy_fractions', 'plot_spectra', 'plot_effective_rank', 'subspace_similarity',
-           'plot_subspace_similarity', 'amplification', 'estimate_memory', 'measure_memory', 'meta_model',
-           'known_models', 'MemoryEstimate', 'MemoryMeasurement', 'plot_estimates', 'sweep', 'plot_sweep',
-           'LiveSweepPlot']
+           'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'VeraConfig', 'VeraModel', 'BottleneckConfig',
+           'BottleneckModel', 'fit', 'evaluate', 'accuracy', 'default_collate', 'get_peft_model_state_dict',
+           'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel', 'AutoPeftModelForCausalLM',
+           'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
+           'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'param_breakdown',
+           'plot_param_breakdown', 'delta_spectra', 'delta_svd', 'spectra_summary', 'energy_fractions', 'plot_spectra',
+           'plot_effective_rank', 'subspace_similarity', 'plot_subspace_similarity', 'amplification', 'estimate_memory',
+           'measure_memory', 'meta_model', 'known_models', 'MemoryEstimate', 'MemoryMeasurement', 'plot_estimates',
+           'model_config', 'measure_training_step', 'live_tensor_bytes', 'sweep', 'plot_sweep', 'LiveSweepPlot']
 
 # %% ../nbs/99_init.ipynb #f5803f67
 from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, BaseTuner,
@@ -33,6 +33,8 @@ from .adalora import AdaLoraConfig, AdaLoraModel, AdaLoraCallback, rank_history,
 from .prompts import (PromptTuningConfig, PromptEncoderConfig, PrefixTuningConfig, PromptTuningInit,
                              PromptEncoderReparameterizationType, PromptLearningConfig, PromptTuner,
                              MultitaskPromptTuningConfig, MultitaskPromptTuningInit)
+from .vera import VeraConfig, VeraModel
+from .bottleneck import BottleneckConfig, BottleneckModel
 from .train import fit, evaluate, accuracy, default_collate
 from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft_weights, AutoPeftModel,
                         AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
@@ -42,7 +44,7 @@ from .analysis import (param_breakdown, plot_param_breakdown, delta_spectra, del
                               energy_fractions, plot_spectra, plot_effective_rank, subspace_similarity,
                               plot_subspace_similarity, amplification)
 from .memory import (estimate_memory, measure_memory, meta_model, known_models, MemoryEstimate,
-                            MemoryMeasurement, plot_estimates)
+                            MemoryMeasurement, plot_estimates, model_config, measure_training_step, live_tensor_bytes)
 from .sweep import sweep, plot_sweep, LiveSweepPlot
 _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "BaseTuner", "ModulesToSaveWrapper",
          "check_target_module_exists", "register_peft_method", "PeftModel", "PeftModelForCausalLM",
@@ -51,10 +53,11 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "IA3Config", "IA3Model", "AdaLoraConfig", "AdaLoraModel", "AdaLoraCallback", "rank_history",
          "plot_rank_allocation", "PromptTuningConfig", "PromptEncoderConfig", "PrefixTuningConfig",
          "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner",
-         "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "fit", "evaluate", "accuracy", "default_collate", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
+         "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "VeraConfig", "VeraModel", "BottleneckConfig",
+         "BottleneckModel", "fit", "evaluate", "accuracy", "default_collate", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
          "AutoPeftModel", "AutoPeftModelForCausalLM", "AutoPeftModelForSeq2SeqLM", "AutoPeftModelForSequenceClassification",
          "AutoPeftModelForTokenClassification", "AutoPeftModelForQuestionAnswering", "AutoPeftModelForFeatureExtraction",
          "param_breakdown", "plot_param_breakdown", "delta_spectra", "delta_svd", "spectra_summary", "energy_fractions",
          "plot_spectra", "plot_effective_rank", "subspace_similarity", "plot_subspace_similarity", "amplification",
          "estimate_memory", "measure_memory", "meta_model", "known_models", "MemoryEstimate", "MemoryMeasurement",
-         "plot_estimates", "sweep", "plot_sweep", "LiveSweepPlot"]
+         "plot_estimates", "model_config", "measure_training_step", "live_tensor_bytes", "sweep", "plot_sweep", "LiveSweepPlot"]
