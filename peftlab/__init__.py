@@ -11,10 +11,11 @@ __all__ = ['PeftType', 'TaskType', 'PeftConfig', 'TunerConfig', 'AdapterLayer', 
            'LoraModel', 'IA3Config', 'IA3Model', 'AdaLoraConfig', 'AdaLoraModel', 'AdaLoraCallback', 'rank_history',
            'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig',
            'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner',
-           'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'VeraConfig', 'VeraModel', 'BottleneckConfig',
-           'BottleneckModel', 'fit', 'evaluate', 'accuracy', 'default_collate', 'get_peft_model_state_dict',
-           'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel', 'AutoPeftModelForCausalLM',
-           'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
+           'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel', 'LoKrConfig',
+           'LoKrModel', 'VeraConfig', 'VeraModel', 'BottleneckConfig', 'BottleneckModel', 'fit', 'evaluate', 'accuracy',
+           'default_collate', 'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights',
+           'AutoPeftModel', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
+           'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
            'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'param_breakdown',
            'plot_param_breakdown', 'delta_spectra', 'delta_svd', 'spectra_summary', 'energy_fractions', 'plot_spectra',
            'plot_effective_rank', 'subspace_similarity', 'plot_subspace_similarity', 'amplification', 'estimate_memory',
@@ -33,6 +34,7 @@ from .adalora import AdaLoraConfig, AdaLoraModel, AdaLoraCallback, rank_history,
 from .prompts import (PromptTuningConfig, PromptEncoderConfig, PrefixTuningConfig, PromptTuningInit,
                              PromptEncoderReparameterizationType, PromptLearningConfig, PromptTuner,
                              MultitaskPromptTuningConfig, MultitaskPromptTuningInit)
+from .lycoris import LoHaConfig, LoHaModel, LoKrConfig, LoKrModel
 from .vera import VeraConfig, VeraModel
 from .bottleneck import BottleneckConfig, BottleneckModel
 from .train import fit, evaluate, accuracy, default_collate
@@ -53,7 +55,8 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "IA3Config", "IA3Model", "AdaLoraConfig", "AdaLoraModel", "AdaLoraCallback", "rank_history",
          "plot_rank_allocation", "PromptTuningConfig", "PromptEncoderConfig", "PrefixTuningConfig",
          "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner",
-         "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "VeraConfig", "VeraModel", "BottleneckConfig",
+         "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "LoHaConfig", "LoHaModel", "LoKrConfig", "LoKrModel",
+         "VeraConfig", "VeraModel", "BottleneckConfig",
          "BottleneckModel", "fit", "evaluate", "accuracy", "default_collate", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
          "AutoPeftModel", "AutoPeftModelForCausalLM", "AutoPeftModelForSeq2SeqLM", "AutoPeftModelForSequenceClassification",
          "AutoPeftModelForTokenClassification", "AutoPeftModelForQuestionAnswering", "AutoPeftModelForFeatureExtraction",
