@@ -194,7 +194,22 @@ class Linear(LoraLayer):
         x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
         return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
 
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
+        _check_dense_weight(self.get_base_layer())
+        super().merge(safe_merge=safe_merge, adapter_names=adapter_names)
+
     def __repr__(self): return "lora." + super().__repr__()
+
+def _check_dense_weight(layer):
+    "Refuse to add ΔW to a packed bitsandbytes weight (it would corrupt it) and say what would be right."
+    kind = type(layer.weight).__name__
+    if kind in ("Params4bit", "Int8Params"):
+        cls = "Linear4bit" if kind == "Params4bit" else "Linear8bitLt"
+        raise TypeError(f"Cannot merge LoRA into {type(layer).__name__}: its weight is a packed bitsandbytes {kind}, "
+                        f"and adding ΔW to the codes would corrupt it. A quantized merge must dequantize, add and "
+                        f"requantize: `import peftlab.quant` (needs `pip install bitsandbytes`) before adding the "
+                        f"adapter, so LoRA wraps the layer with peftlab.quant.{cls}; or load the base model without "
+                        f"quantization_config and merge there.")
 
 # %% ../nbs/02_lora.ipynb #48540a2f
 class Embedding(LoraLayer):
