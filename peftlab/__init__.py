@@ -12,15 +12,16 @@ __all__ = ['PeftType', 'TaskType', 'PeftConfig', 'TunerConfig', 'AdapterLayer', 
            'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig',
            'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner',
            'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel', 'LoKrConfig',
-           'LoKrModel', 'VeraConfig', 'VeraModel', 'BottleneckConfig', 'BottleneckModel', 'fit', 'evaluate', 'accuracy',
-           'default_collate', 'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights',
-           'AutoPeftModel', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
-           'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
-           'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'param_breakdown',
-           'plot_param_breakdown', 'delta_spectra', 'delta_svd', 'spectra_summary', 'energy_fractions', 'plot_spectra',
-           'plot_effective_rank', 'subspace_similarity', 'plot_subspace_similarity', 'amplification', 'estimate_memory',
-           'measure_memory', 'meta_model', 'known_models', 'MemoryEstimate', 'MemoryMeasurement', 'plot_estimates',
-           'model_config', 'measure_training_step', 'live_tensor_bytes', 'sweep', 'plot_sweep', 'LiveSweepPlot']
+           'LoKrModel', 'VeraConfig', 'VeraModel', 'BottleneckConfig', 'BottleneckModel',
+           'prepare_model_for_kbit_training', 'fit', 'evaluate', 'accuracy', 'default_collate',
+           'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel',
+           'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
+           'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
+           'AutoPeftModelForFeatureExtraction', 'param_breakdown', 'plot_param_breakdown', 'delta_spectra', 'delta_svd',
+           'spectra_summary', 'energy_fractions', 'plot_spectra', 'plot_effective_rank', 'subspace_similarity',
+           'plot_subspace_similarity', 'amplification', 'estimate_memory', 'measure_memory', 'meta_model',
+           'known_models', 'MemoryEstimate', 'MemoryMeasurement', 'plot_estimates', 'model_config',
+           'measure_training_step', 'live_tensor_bytes', 'sweep', 'plot_sweep', 'LiveSweepPlot']
 
 # %% ../nbs/99_init.ipynb #f5803f67
 from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, BaseTuner,
@@ -37,6 +38,13 @@ from .prompts import (PromptTuningConfig, PromptEncoderConfig, PrefixTuningConfi
 from .lycoris import LoHaConfig, LoHaModel, LoKrConfig, LoKrModel
 from .vera import VeraConfig, VeraModel
 from .bottleneck import BottleneckConfig, BottleneckModel
+try:   # bitsandbytes present: LoRA's 4-bit / 8-bit layers register themselves (QLoRA)
+    from peftlab.quant import prepare_model_for_kbit_training
+except ImportError as _e:
+    _bnb_missing = str(_e)
+    def prepare_model_for_kbit_training(*args, **kwargs):
+        "Needs bitsandbytes: `pip install bitsandbytes` (or peftlab[quant])."
+        raise ImportError(f"prepare_model_for_kbit_training needs bitsandbytes: pip install bitsandbytes ({_bnb_missing}).")
 from .train import fit, evaluate, accuracy, default_collate
 from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft_weights, AutoPeftModel,
                         AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
@@ -57,7 +65,7 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner",
          "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "LoHaConfig", "LoHaModel", "LoKrConfig", "LoKrModel",
          "VeraConfig", "VeraModel", "BottleneckConfig",
-         "BottleneckModel", "fit", "evaluate", "accuracy", "default_collate", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
+         "BottleneckModel", "prepare_model_for_kbit_training", "fit", "evaluate", "accuracy", "default_collate", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
          "AutoPeftModel", "AutoPeftModelForCausalLM", "AutoPeftModelForSeq2SeqLM", "AutoPeftModelForSequenceClassification",
          "AutoPeftModelForTokenClassification", "AutoPeftModelForQuestionAnswering", "AutoPeftModelForFeatureExtraction",
          "param_breakdown", "plot_param_breakdown", "delta_spectra", "delta_svd", "spectra_summary", "energy_fractions",

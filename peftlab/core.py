@@ -298,9 +298,20 @@ class AdapterLayer(nn.Module):
     def get_delta_weight(self, adapter: str) -> torch.Tensor: return self.delta_weight(adapter)  # PEFT's name
 
     # --- merge / unmerge, written once ----------------------------------------
+    def _mergeable_base(self) -> nn.Module:
+        "The base layer, after refusing packed bitsandbytes weights (adding ΔW to their codes would corrupt them)."
+        base = self.get_base_layer()
+        packed = type(getattr(base, "weight", None)).__name__
+        if packed in ("Params4bit", "Int8Params"):
+            raise TypeError(f"Cannot merge into {type(base).__name__}: its weight is a packed bitsandbytes {packed}. "
+                            f"A quantized merge must dequantize, add and requantize, which peftlab does for LoRA "
+                            f"(peftlab.quant); for other methods load the base model without quantization_config and "
+                            f"merge there.")
+        return base
+
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
         "Add the selected (default: active) adapters' ΔW into the base weight."
-        base = self.get_base_layer()
+        base = self._mergeable_base()
         names = self.active_adapters if adapter_names is None else adapter_names
         for a in names:
             if a not in self.adapter_names or a in self.merged_adapters: continue

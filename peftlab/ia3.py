@@ -69,8 +69,12 @@ class IA3Layer(AdapterLayer):
                  init_ia3_weights: bool = True):
         super().__init__(base_layer)
         self.is_feedforward, self.fan_in_fan_out = is_feedforward, fan_in_fan_out
-        w = self.get_base_layer().weight
-        self.in_features, self.out_features = (w.shape if fan_in_fan_out else w.shape[::-1])
+        base = self.get_base_layer()
+        if isinstance(getattr(base, "in_features", None), int):   # nn.Linear and its 4/8-bit kin (packed weights)
+            self.in_features, self.out_features = base.in_features, base.out_features
+        else:                                                    # transformers Conv1D: weight is (in, out)
+            w = base.weight
+            self.in_features, self.out_features = (w.shape if fan_in_fan_out else w.shape[::-1])
         self.ia3_l = nn.ParameterDict()
         self.update_layer(adapter_name, init_ia3_weights)
 
@@ -93,7 +97,7 @@ class IA3Layer(AdapterLayer):
         return (W * (self._scale_for_weight(adapter) - 1)).to(W.dtype)
 
     def merge(self, safe_merge: bool = False, adapter_names=None):
-        base = self.get_base_layer()
+        base = self._mergeable_base()
         for a in (self.active_adapters if adapter_names is None else adapter_names):
             if a not in self.ia3_l or a in self.merged_adapters: continue
             W = base.weight.data * self._scale_for_weight(a)
