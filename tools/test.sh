@@ -16,12 +16,20 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
     echo "0 passed, 1 failed"; exit 1
   fi
 fi
-log=$(mktemp)
-nbdev_test --n_workers "${NBDEV_WORKERS:-2}" --do_print --timing 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-total=$(grep -c "^Starting " "$log" || true)
-failed=$(awk '/Tests Failed On The Following Notebooks/{f=1;next} f&&/\.ipynb/{n++} END{print n+0}' "$log")
-rm -f "$log"
+# Every notebook runs in its own process (two at a time), as it does for a person in Jupyter. One nbdev_test over
+# the folder would reuse worker processes, where classes a notebook defines and registers (it re-runs its exported
+# cells) leak into the registries seen by the next notebook.
+logs=$(mktemp -d)
+find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -name '_*' | sort \
+  | xargs -P "${NBDEV_WORKERS:-2}" -I{} bash -c '
+      f="$1"; out="$2/$(echo "$f" | tr / _).log"; t0=$SECONDS
+      if nbdev_test --path "$f" --do_print > "$out" 2>&1; then echo "PASS $f ($((SECONDS - t0)) s)"
+      else echo "FAIL $f ($((SECONDS - t0)) s)"; grep -v "USDT:" "$out" | tail -60; fi' _ {} "$logs" | tee "$logs/summary"
+total=$(grep -c "^PASS \|^FAIL " "$logs/summary" || true)
+failed=$(grep -c "^FAIL " "$logs/summary" || true)
+rm -rf "$logs"
+rc=0; [ "$failed" -gt 0 ] && rc=1
+[ "$total" -gt 0 ] || { echo "no notebook was tested"; echo "0 passed, 1 failed"; exit 1; }
 # The browser test (tools/browser_test.py): JupyterLab on 127.0.0.1 runs the memory-planner tutorial in Debian's
 # Chromium driven by Playwright. Chromium is installed here when missing and we are root (best effort); without it
 # the test is skipped with its reason and counts neither as passed nor as failed.
