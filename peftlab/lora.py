@@ -38,7 +38,7 @@ class LoraConfig(TunerConfig):
     rank_pattern: dict = field(default_factory=dict)   # regex -> rank for matching modules
     alpha_pattern: dict = field(default_factory=dict)  # regex -> alpha for matching modules
     lora_bias: bool = False                  # give B a trainable bias
-    use_dora: bool = False                   # DoRA (not in this release)
+    use_dora: bool = False                   # DoRA (magnitude + direction); needs `import peftlab.dora`
     layer_replication: Optional[list] = None
     loftq_config: dict = field(default_factory=dict)
     use_qalora: bool = False
@@ -67,6 +67,7 @@ class LoraConfig(TunerConfig):
             raise ValueError(f"init_lora_weights={self.init_lora_weights!r} is not supported in this release; use "
                              f"True (default: A kaiming-uniform, B zero), 'gaussian', or False.")
         for k, off in _UNSUPPORTED_VARIANTS.items():
+            if k == "use_dora" and self.peft_type == PeftType.LORA: continue   # LoRA's DoRA lives in peftlab.dora
             v = getattr(self, k)
             if v not in (off, None) and v != {} and v is not False:
                 raise ValueError(f"LoraConfig.{k}={v!r} selects a LoRA variant peftlab does not implement yet; "
@@ -319,13 +320,30 @@ class Conv2d(LoraLayer):
 
     def __repr__(self): return "lora." + super().__repr__()
 
-# %% ../nbs/02_lora.ipynb #a09cdee5
+# %% ../nbs/02_lora.ipynb #126938b5
 _LORA_DISPATCHERS: list = []   # (predicate(target) -> bool, layer class), consulted first, newest first
+_DORA_DISPATCHERS: list = []   # the same for adapters with use_dora=True (filled by peftlab.dora)
 
-def register_lora_dispatcher(predicate, layer_cls):
-    "Let `layer_cls` wrap every target for which `predicate(target)` is true (e.g. quantized layers)."
-    _LORA_DISPATCHERS[:] = [(p, c) for p, c in _LORA_DISPATCHERS if c is not layer_cls]
-    _LORA_DISPATCHERS.insert(0, (predicate, layer_cls))
+def register_lora_dispatcher(predicate, layer_cls, dora: bool = False):
+    "Let `layer_cls` wrap every target for which `predicate(target)` is true (e.g. quantized layers; `dora`: DoRA adapters)."
+    reg = _DORA_DISPATCHERS if dora else _LORA_DISPATCHERS
+    reg[:] = [(p, c) for p, c in reg if c is not layer_cls]
+    reg.insert(0, (predicate, layer_cls))
+
+def _dora_layer(config, adapter_name, target, key, **kwargs):
+    "The DoRA layer for `target`, or an error saying what is missing."
+    if not _DORA_DISPATCHERS:
+        raise ValueError(f"Adapter {adapter_name!r} has use_dora=True, but no DoRA layers are registered: "
+                         f"`import peftlab.dora` first (or set use_dora=False for plain LoRA).")
+    for pred, cls in _DORA_DISPATCHERS:
+        if pred(target):
+            Conv1D = _conv1d_cls()
+            config.fan_in_fan_out = Conv1D is not None and isinstance(target, Conv1D)
+            return cls(target, adapter_name, fan_in_fan_out=config.fan_in_fan_out, **kwargs)
+    kinds = ", ".join(c.__name__ for _, c in _DORA_DISPATCHERS)
+    raise TypeError(f"Target module {key!r} is a {type(target).__name__}, which DoRA cannot wrap in this release "
+                    f"(DoRA layers: {kinds}, for torch.nn.Linear, transformers' Conv1D and torch.nn.Embedding); "
+                    f"drop it from target_modules or set use_dora=False.")
 
 def _supported_types_message():
     return ("LoRA can wrap torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv2d and transformers' Conv1D "
@@ -349,13 +367,19 @@ class LoraModel(BaseTuner):
                       lora_alpha=pattern_value(config.alpha_pattern, current_key, config.lora_alpha),
                       lora_dropout=config.lora_dropout, init_lora_weights=config.init_lora_weights,
                       use_rslora=config.use_rslora, lora_bias=config.lora_bias)
+        if getattr(config, "use_dora", False): kwargs["use_dora"] = True
         if isinstance(target, LoraLayer):
+            if kwargs.get("use_dora") and not getattr(target, "supports_dora", False):
+                raise ValueError(f"Module {current_key!r} already holds a plain LoRA {type(target).__name__}, which "
+                                 f"cannot take DoRA adapter {adapter_name!r}; add the DoRA adapter first (a DoRA "
+                                 f"layer takes plain LoRA adapters too), or use use_dora=False.")
             target.update_layer(adapter_name, **kwargs)
             return
         setattr(parent, target_name, self._create_new_module(config, adapter_name, target, current_key, **kwargs))
 
     @staticmethod
     def _create_new_module(config, adapter_name, target, key, **kwargs):
+        if kwargs.get("use_dora"): return _dora_layer(config, adapter_name, target, key, **kwargs)
         Conv1D = _conv1d_cls()
         for pred, cls in _LORA_DISPATCHERS:
             if pred(target):
