@@ -35,6 +35,8 @@ from .adalora import AdaLoraConfig, AdaLoraModel, AdaLoraCallback, rank_history,
 from .prompts import (PromptTuningConfig, PromptEncoderConfig, PrefixTuningConfig, PromptTuningInit,
                              PromptEncoderReparameterizationType, PromptLearningConfig, PromptTuner,
                              MultitaskPromptTuningConfig, MultitaskPromptTuningInit)
+from .dora import DoraLinear, DoraEmbedding, DoraConv2d   # registers DoRA layers: LoraConfig(use_dora=True)
+from .lora_merge import COMBINATION_TYPES   # also attaches LoraModel.add_weighted_adapter
 from .lycoris import LoHaConfig, LoHaModel, LoKrConfig, LoKrModel
 from .vera import VeraConfig, VeraModel
 from .bottleneck import BottleneckConfig, BottleneckModel
