@@ -191,8 +191,9 @@ class _SDPAStandIn(torch.overrides.TorchFunctionMode):
                 self.keep.append(t); self.created.setdefault(t.untyped_storage()._cdata, self.state["seg"])
         return out
 
-# %% ../nbs/21_memory.ipynb #09712d06
+# %% ../nbs/21_memory.ipynb #e4e2f711
 def _bnb_kind(m: nn.Module) -> Optional[str]:
+    if isinstance(m, AdapterLayer): return None   # e.g. peftlab.quant.Linear4bit: a LoRA layer *around* a bnb layer
     n = type(m).__name__
     return "4bit" if n == "Linear4bit" else "8bit" if n in ("Linear8bitLt", "Linear8bit") else None
 
