@@ -20,6 +20,17 @@ class DoraMixin:
     supports_dora = True
     _magnitude_shape = (-1,)       # as in PEFT's files: (out,) for Linear/Conv1D/Embedding, (1, out, 1, 1) for Conv2d
 
+    def update_layer(self, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
+                     use_rslora=False, lora_bias=False, use_dora: bool = False):  # use_dora: give it a magnitude
+        "Create (or re-create) adapter `adapter_name`; with `use_dora` it also gets its magnitude vector `m`."
+        if not hasattr(self, "_dora_norm"): self.lora_magnitude_vector, self._dora_norm = nn.ParameterDict(), {}
+        if use_dora and lora_bias:
+            raise ValueError(f"Adapter {adapter_name!r}: lora_bias=True cannot be combined with use_dora=True "
+                             f"(as in PEFT); set one of them to False.")
+        super().update_layer(adapter_name, r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                             init_lora_weights=init_lora_weights, use_rslora=use_rslora, lora_bias=lora_bias)
+        self._set_magnitude(adapter_name, use_dora)
+
     def _set_magnitude(self, adapter_name: str, use_dora: bool):
         "Give `adapter_name` the magnitude `m = ‖W + sBA‖_row` (or drop it when not `use_dora`)."
         if adapter_name in self.lora_magnitude_vector: del self.lora_magnitude_vector[adapter_name]
@@ -93,17 +104,6 @@ class DoraLinear(DoraMixin, Linear):
     "LoRA with DoRA's magnitude vector around `nn.Linear` or transformers `Conv1D`."
     adapter_layer_names = Linear.adapter_layer_names + ("lora_magnitude_vector",)
 
-    def update_layer(self, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
-                     use_rslora=False, lora_bias=False, use_dora: bool = False):  # use_dora: give it a magnitude
-        "Create (or re-create) adapter `adapter_name`; with `use_dora` it gets `m = ‖W + sBA‖_row`."
-        if not hasattr(self, "_dora_norm"): self.lora_magnitude_vector, self._dora_norm = nn.ParameterDict(), {}
-        if use_dora and lora_bias:
-            raise ValueError(f"Adapter {adapter_name!r}: lora_bias=True cannot be combined with use_dora=True "
-                             f"(as in PEFT); set one of them to False.")
-        super().update_layer(adapter_name, r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                             init_lora_weights=init_lora_weights, use_rslora=use_rslora, lora_bias=lora_bias)
-        self._set_magnitude(adapter_name, use_dora)
-
     def _dora_ba(self, a: str) -> torch.Tensor:
         A, B = self.lora_A[a].weight, self.lora_B[a].weight
         dt = self._compute_dtype(A)
@@ -152,14 +152,6 @@ class DoraEmbedding(DoraMixin, Embedding):
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs):
         super().__init__(base_layer, adapter_name, **kwargs)
 
-    def update_layer(self, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
-                     use_rslora=False, lora_bias=False, use_dora: bool = False):  # use_dora: give it a magnitude
-        "Create (or re-create) adapter `adapter_name`; with `use_dora` it gets `m = ‖Wᵀ + sBA‖_row`."
-        if not hasattr(self, "_dora_norm"): self.lora_magnitude_vector, self._dora_norm = nn.ParameterDict(), {}
-        super().update_layer(adapter_name, r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                             init_lora_weights=init_lora_weights, use_rslora=use_rslora, lora_bias=lora_bias)
-        self._set_magnitude(adapter_name, use_dora)
-
     def _dora_ba(self, a: str) -> torch.Tensor:
         A, B = self.lora_embedding_A[a], self.lora_embedding_B[a]
         dt = self._compute_dtype(A)
@@ -197,17 +189,6 @@ class DoraConv2d(DoraMixin, Conv2d):
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs):
         super().__init__(base_layer, adapter_name, **kwargs)
-
-    def update_layer(self, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
-                     use_rslora=False, lora_bias=False, use_dora: bool = False):  # use_dora: give it a magnitude
-        "Create (or re-create) adapter `adapter_name`; with `use_dora` it gets one magnitude per filter."
-        if not hasattr(self, "_dora_norm"): self.lora_magnitude_vector, self._dora_norm = nn.ParameterDict(), {}
-        if use_dora and lora_bias:
-            raise ValueError(f"Adapter {adapter_name!r}: lora_bias=True cannot be combined with use_dora=True "
-                             f"(as in PEFT); set one of them to False.")
-        super().update_layer(adapter_name, r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                             init_lora_weights=init_lora_weights, use_rslora=use_rslora, lora_bias=lora_bias)
-        self._set_magnitude(adapter_name, use_dora)
 
     def _weight_oi(self, w=None) -> torch.Tensor:
         return (self.get_base_layer().weight if w is None else w).flatten(1)
