@@ -47,6 +47,9 @@ class AdaLoraConfig(LoraConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.r != 8: warnings.warn("AdaLoRA ignores `r`; the initial rank is `init_r`.")
+        if self.init_lora_weights not in (True, False, "gaussian"):
+            raise ValueError(f"AdaLoRA starts from its own P, Λ = 0, Q; init_lora_weights={self.init_lora_weights!r} "
+                             f"(PiSSA / OLoRA / LoftQ) is for LoRA adapters; use True (or 'gaussian') here.")
         if self.total_step is None or self.total_step <= 0:
             raise ValueError(f"AdaLoRA needs total_step > 0 (the number of training steps, which sets the pruning "
                              f"schedule); got total_step={self.total_step!r}.")

@@ -21,14 +21,16 @@ class DoraMixin:
     _magnitude_shape = (-1,)       # as in PEFT's files: (out,) for Linear/Conv1D/Embedding, (1, out, 1, 1) for Conv2d
 
     def update_layer(self, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
-                     use_rslora=False, lora_bias=False, use_dora: bool = False):  # use_dora: give it a magnitude
+                     use_rslora=False, lora_bias=False, use_dora: bool = False,  # use_dora: give it a magnitude
+                     **init_options):                                                # e.g. loftq_config
         "Create (or re-create) adapter `adapter_name`; with `use_dora` it also gets its magnitude vector `m`."
         if not hasattr(self, "_dora_norm"): self.lora_magnitude_vector, self._dora_norm = nn.ParameterDict(), {}
         if use_dora and lora_bias:
             raise ValueError(f"Adapter {adapter_name!r}: lora_bias=True cannot be combined with use_dora=True "
                              f"(as in PEFT); set one of them to False.")
         super().update_layer(adapter_name, r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                             init_lora_weights=init_lora_weights, use_rslora=use_rslora, lora_bias=lora_bias)
+                             init_lora_weights=init_lora_weights, use_rslora=use_rslora, lora_bias=lora_bias,
+                             **init_options)
         self._set_magnitude(adapter_name, use_dora)
 
     def _set_magnitude(self, adapter_name: str, use_dora: bool):

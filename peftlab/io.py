@@ -18,7 +18,8 @@ __all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'PEFT_FORM
            'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
            'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
            'AutoPeftModelForFeatureExtraction', 'adapter_key_map', 'get_peft_model_state_dict',
-           'set_peft_model_state_dict', 'atomic_write_files', 'load_peft_weights', 'AutoPeftModel']
+           'set_peft_model_state_dict', 'atomic_write_files', 'convert_to_plain_lora', 'load_peft_weights',
+           'AutoPeftModel']
 
 # %% ../nbs/11_io.ipynb #290e3867
 CONFIG_NAME = "adapter_config.json"
@@ -159,6 +160,34 @@ def _model_card(d: dict) -> str:
     return head + f"\n# Adapter\n\nA {d.get('peft_type')} adapter in Hugging Face PEFT's format, trained with peftlab. " \
                   f"Load it with `peftlab.PeftModel.from_pretrained(base_model, path)` or PEFT's equivalent.\n"
 
+def convert_to_plain_lora(config: dict, tensors: dict, initial: dict, where: str = "the initial adapter"):
+    "A PiSSA / OLoRA adapter (`tensors`, started at `initial`) as a rank-2r LoRA for the original base (PEFT's rule)."
+    if config.get("peft_type") != "LORA":
+        raise ValueError(f"path_initial_model_for_weight_conversion converts LoRA adapters (PiSSA / OLoRA starts); "
+                         f"this adapter is {config.get('peft_type')}.")
+    if config.get("use_dora"):
+        raise ValueError("A DoRA adapter cannot be converted to a plain LoRA: its magnitude rescales W + sBA, so the "
+                         "update is not BA − B₀A₀. Share the residual base with the adapter instead.")
+    if config.get("use_rslora") and (config.get("rank_pattern") or config.get("alpha_pattern")):
+        raise ValueError("Converting with use_rslora=True and a rank_pattern / alpha_pattern is not supported (as in "
+                         "PEFT): the patterns' alphas would need a √2 factor each; drop the patterns or rsLoRA.")
+    if sorted(initial) != sorted(tensors) or any(initial[k].shape != tensors[k].shape for k in tensors):
+        diff = sorted(set(initial) ^ set(tensors))[:4] or [k for k in tensors if initial[k].shape != tensors[k].shape][:4]
+        raise ValueError(f"{where} is not this adapter's initial adapter: its tensors do not match (e.g. {diff}); "
+                         f"save the adapter right after creating it and pass that folder.")
+    out = {}
+    for k, t in tensors.items():
+        t0 = initial[k].to(t.device, t.dtype)
+        if k.endswith(("lora_A.weight", "lora_embedding_A")): out[k] = torch.cat([t, t0], 0)   # [A ; A₀]
+        elif k.endswith(("lora_B.weight", "lora_embedding_B")): out[k] = torch.cat([t, -t0], 1)  # [B | −B₀]
+        elif k.endswith("lora_B.bias"): out[k] = t - t0
+        else: out[k] = t                                   # modules_to_save etc.: full copies, valid as they are
+    config = dict(config, init_lora_weights=True, r=2 * config["r"],
+                  lora_alpha=config["lora_alpha"] * (2 ** 0.5 if config.get("use_rslora") else 2))
+    for p in ("rank_pattern", "alpha_pattern"):
+        if config.get(p): config[p] = {k: 2 * v for k, v in config[p].items()}
+    return config, out
+
 @patch
 def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bool = True,
                     selected_adapters: Optional[list[str]] = None, save_embedding_layers="auto",
@@ -170,6 +199,7 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
     unknown = [n for n in names if n not in self.peft_config]
     if unknown: raise ValueError(f"Cannot save unknown adapters {unknown}; this model has {sorted(self.peft_config)}.")
     if not is_main_process: return
+    initial = kwargs.get("path_initial_model_for_weight_conversion")
     sd = self.state_dict()
     for name in names:
         out = Path(save_directory) if name == "default" else Path(save_directory) / name
@@ -183,6 +213,7 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
         if any(t.device.type == "meta" for t in clean.values()):
             raise ValueError("This model is on the meta device (a plan, with no weights); there is nothing to save.")
         d = _config_for_saving(self, name)
+        if initial is not None: d, clean = convert_to_plain_lora(d, clean, load_peft_weights(initial), initial)
         writers = {out / (SAFETENSORS_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME): _write_tensors(clean, safe_serialization),
                    out / CONFIG_NAME: _write_json(d)}
         if not (out / "README.md").exists():
@@ -246,7 +277,7 @@ def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable
     if adapter_name not in self.peft_config:
         config = PeftConfig.from_pretrained(model_id, subfolder=subfolder, **kwargs)
         config.inference_mode = not is_trainable
-        self.add_adapter(adapter_name, config)
+        with loading_adapter(): self.add_adapter(adapter_name, config)   # no PiSSA/OLoRA/LoftQ re-run on load
     weights = load_peft_weights(model_id, device=torch_device, subfolder=subfolder, **kwargs)
     result = set_peft_model_state_dict(self, weights, adapter_name)
     if not is_trainable:
@@ -264,7 +295,7 @@ def from_pretrained(cls: PeftModel, model: nn.Module, model_id: str, adapter_nam
     config = config or PeftConfig.from_pretrained(model_id, subfolder=kwargs.get("subfolder"), **kwargs)
     config.inference_mode = not is_trainable
     if cls is PeftModel: cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, PeftModel)
-    pm = cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+    with loading_adapter(): pm = cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
     pm.load_adapter(model_id, adapter_name, is_trainable=is_trainable, **kwargs)
     return pm
 

@@ -14,12 +14,20 @@ from .core import *
 from .core import _conv1d_cls
 
 # %% auto #0
-__all__ = ['LoraConfig', 'pattern_value', 'LoraLayer', 'Linear', 'Embedding', 'Conv2d', 'register_lora_dispatcher', 'LoraModel']
+__all__ = ['init_family', 'LoraConfig', 'pattern_value', 'LoraLayer', 'register_lora_init', 'Linear', 'Embedding', 'Conv2d',
+           'register_lora_dispatcher', 'LoraModel']
 
-# %% ../nbs/02_lora.ipynb #871958d3
-_LORA_INITS = (True, False, "gaussian")
+# %% ../nbs/02_lora.ipynb #022f8d80
+_PLAIN_INITS = (True, False, "gaussian")
+_WEIGHT_INITS = {"pissa": "peftlab.lora_init", "olora": "peftlab.lora_init", "loftq": "peftlab.loftq"}  # -> module
+_INIT_CHOICES = "True (default: A kaiming-uniform, B zero), 'gaussian', False, 'pissa', 'pissa_niter_<k>', 'olora' or 'loftq'"
+
+def init_family(init) -> Union[bool, str]:
+    "The initialisation `init` names: 'pissa' for 'pissa' and 'pissa_niter_<k>', else `init` itself."
+    return "pissa" if isinstance(init, str) and re.fullmatch(r"pissa(_niter_\d+)?", init) else init
+
 _UNSUPPORTED_VARIANTS = {  # field -> value that means "off"
-    "use_dora": False, "layer_replication": None, "loftq_config": {}, "use_qalora": False,
+    "use_dora": False, "layer_replication": None, "use_qalora": False,
     "trainable_token_indices": None, "alora_invocation_tokens": None, "use_bdlora": None, "arrow_config": None,
     "target_parameters": None, "eva_config": None, "corda_config": None, "megatron_config": None,
 }
@@ -34,13 +42,14 @@ class LoraConfig(TunerConfig):
     fan_in_fan_out: bool = False             # weight stored as (in, out); set from the layer type, as PEFT does
     bias: str = "none"                       # which biases train: "none", "all" or "lora_only"
     use_rslora: bool = False                 # s = lora_alpha / √r
-    init_lora_weights: Union[bool, str] = True  # True (A kaiming, B zero), "gaussian", or False (random; tests)
+    init_lora_weights: Union[bool, str] = True  # True (A kaiming, B zero), "gaussian", False (random; tests),
+                                             # or from W: "pissa", "pissa_niter_<k>", "olora", "loftq"
     rank_pattern: dict = field(default_factory=dict)   # regex -> rank for matching modules
     alpha_pattern: dict = field(default_factory=dict)  # regex -> alpha for matching modules
     lora_bias: bool = False                  # give B a trainable bias
     use_dora: bool = False                   # DoRA (magnitude + direction); needs `import peftlab.dora`
     layer_replication: Optional[list] = None
-    loftq_config: dict = field(default_factory=dict)
+    loftq_config: dict = field(default_factory=dict)  # with init "loftq": {"loftq_bits": 4, "loftq_iter": 1}
     use_qalora: bool = False
     trainable_token_indices: Optional[Union[list, dict]] = None
     alora_invocation_tokens: Optional[list] = None
@@ -63,9 +72,11 @@ class LoraConfig(TunerConfig):
             raise ValueError(f"lora_dropout must be in [0, 1) (a probability, e.g. 0.05); got {self.lora_dropout!r}.")
         if self.bias not in ("none", "all", "lora_only"):
             raise ValueError(f"bias must be 'none', 'all' or 'lora_only'; got {self.bias!r}.")
-        if self.init_lora_weights not in _LORA_INITS:
+        fam = init_family(self.init_lora_weights)
+        if fam not in _PLAIN_INITS and fam not in _WEIGHT_INITS:
             raise ValueError(f"init_lora_weights={self.init_lora_weights!r} is not supported in this release; use "
-                             f"True (default: A kaiming-uniform, B zero), 'gaussian', or False.")
+                             f"{_INIT_CHOICES}.")
+        self._check_loftq_config()
         for k, off in _UNSUPPORTED_VARIANTS.items():
             if k == "use_dora" and self.peft_type == PeftType.LORA: continue   # LoRA's DoRA lives in peftlab.dora
             v = getattr(self, k)
@@ -73,6 +84,23 @@ class LoraConfig(TunerConfig):
                 raise ValueError(f"LoraConfig.{k}={v!r} selects a LoRA variant peftlab does not implement yet; "
                                  f"leave it at {off!r}.")
         self._check_rank_pattern()
+
+    def _check_loftq_config(self):
+        lq = self.loftq_config
+        if lq is None or lq == {}:
+            if self.init_lora_weights == "loftq":
+                raise ValueError("init_lora_weights='loftq' needs loftq_config, e.g. {'loftq_bits': 4, 'loftq_iter': 1} "
+                                 "(bits: 4 for NF4 or 8 for int8; iter: alternating steps, >= 1).")
+            return
+        if not isinstance(lq, dict): self.loftq_config = lq = dict(vars(lq))   # a LoftQConfig-like object
+        if self.init_lora_weights != "loftq":
+            warnings.warn("loftq_config is given but init_lora_weights is not 'loftq'; it is ignored.")
+            return
+        if lq.get("loftq_bits", 4) not in (4, 8):
+            raise ValueError(f"loftq_config['loftq_bits'] must be 4 (NF4) or 8 (int8); got {lq.get('loftq_bits')!r}.")
+        it = lq.get("loftq_iter", 1)
+        if not isinstance(it, int) or isinstance(it, bool) or it < 1:
+            raise ValueError(f"loftq_config['loftq_iter'] must be an integer >= 1 (alternating steps); got {it!r}.")
 
     def _check_rank_pattern(self):
         for k, v in (self.rank_pattern or {}).items():
@@ -115,6 +143,33 @@ class LoraLayer(AdapterLayer):
         "Multiply the adapter's scaling by `scale` (relative to lora_alpha / r)."
         if adapter in self.scaling: self.scaling[adapter] = scale * self.lora_alpha[adapter] / self.r[adapter]
 
+    def _base_weight_f32(self) -> torch.Tensor:
+        "A float32 copy of the base weight in `(out, in)` orientation (quantized layers dequantize)."
+        W = self.get_base_layer().weight
+        if W.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise TypeError(f"This initialisation reads the base weight, which is {W.dtype} here; it needs a float32, "
+                            f"float16 or bfloat16 weight (initialise on the unquantized model, then quantize it).")
+        W = W.detach().float()
+        return W.T.contiguous() if getattr(self, "fan_in_fan_out", False) else W.clone()
+
+    def _set_base_weight(self, W_oi: torch.Tensor):
+        "Store `W_oi` (`(out, in)`) as the base weight, in the base weight's dtype and orientation."
+        base = self.get_base_layer()
+        W = W_oi.T if getattr(self, "fan_in_fan_out", False) else W_oi
+        base.weight.data = W.to(base.weight.dtype).contiguous()
+
+    def _init_from_weight(self, adapter_name: str, init, **options) -> bool:
+        "Run an initialisation that reads W (PiSSA, OLoRA, LoftQ); False for plain ones and while loading."
+        fam = init_family(init)
+        if fam not in _WEIGHT_INITS or is_loading_adapter(): return False   # loading: the file holds A and B
+        fn = _WEIGHT_INIT_FNS.get(fam)
+        if fn is None:
+            raise ValueError(f"init_lora_weights={init!r} is implemented in {_WEIGHT_INITS[fam]}; `import "
+                             f"{_WEIGHT_INITS[fam]}` (or `import peftlab`, which does) before creating the adapter.")
+        if self.get_base_layer().weight.device.type == "meta": return True   # a plan: no numbers to decompose
+        fn(self, adapter_name, init, **options)
+        return True
+
     def _compute_dtype(self, W):
         return torch.float32 if (W.device.type == "cpu" and W.dtype in (torch.float16, torch.bfloat16)) else W.dtype
 
@@ -135,7 +190,14 @@ class LoraLayer(AdapterLayer):
         deltas = [result.new_zeros((n, *result.shape[1:])) if d is None else d for d, n in zip(deltas, mb.sizes)]
         return result + mb.combine(deltas)
 
-# %% ../nbs/02_lora.ipynb #39dd8677
+# %% ../nbs/02_lora.ipynb #b4729105
+_WEIGHT_INIT_FNS: dict = {}   # init family -> fn(layer, adapter_name, init, **options), filled by other notebooks
+
+def register_lora_init(name: str, fn):
+    "Let `init_lora_weights=name` run `fn(layer, adapter_name, init, **options)` on Linear / Conv1D LoRA layers."
+    if name not in _WEIGHT_INITS: raise ValueError(f"Unknown weight initialisation {name!r}; known: {sorted(_WEIGHT_INITS)}.")
+    _WEIGHT_INIT_FNS[name] = fn
+
 def _init_lora_ab(A: torch.Tensor, B: Optional[torch.Tensor], init, r: int):
     "PEFT's initialisations: A kaiming-uniform(a=√5) or N(0, 1/r²), B zero; `False` keeps random values."
     if init is False: return
@@ -156,13 +218,15 @@ class Linear(LoraLayer):
         self.update_layer(adapter_name, **kwargs)
 
     def update_layer(self, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
-                     use_rslora=False, lora_bias=False):
+                     use_rslora=False, lora_bias=False, **init_options):  # init_options: e.g. loftq_config
         "Create (or re-create) adapter `adapter_name` in this layer."
         self._set_common(adapter_name, r, lora_alpha, lora_dropout, use_rslora)
         kw = self._adapter_factory_kwargs()
         self.lora_A[adapter_name] = nn.Linear(self.in_features, r, bias=False, **kw)
         self.lora_B[adapter_name] = nn.Linear(r, self.out_features, bias=lora_bias, **kw)
-        _init_lora_ab(self.lora_A[adapter_name].weight, self.lora_B[adapter_name].weight, init_lora_weights, r)
+        if not self._init_from_weight(adapter_name, init_lora_weights, **init_options):
+            _init_lora_ab(self.lora_A[adapter_name].weight, self.lora_B[adapter_name].weight,
+                          init_lora_weights if init_lora_weights in _PLAIN_INITS else True, r)
         if lora_bias and init_lora_weights is not False: nn.init.zeros_(self.lora_B[adapter_name].bias)
         self._finish_update(adapter_name)
 
@@ -222,8 +286,15 @@ class Embedding(LoraLayer):
         self.update_layer(adapter_name, **kwargs)
 
     def update_layer(self, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
-                     use_rslora=False, lora_bias=False):
+                     use_rslora=False, lora_bias=False, **init_options):
         if lora_bias: raise ValueError("lora_bias=True is not available for Embedding layers; set lora_bias=False.")
+        fam = init_family(init_lora_weights)
+        if fam in _WEIGHT_INITS and not is_loading_adapter():
+            if fam == "loftq":
+                raise ValueError("init_lora_weights='loftq' decomposes Linear / Conv1D weights, not embeddings; drop "
+                                 "the embedding from target_modules, or give it a separate adapter with init True.")
+            warnings.warn(f"init_lora_weights={init_lora_weights!r} reads Linear / Conv1D weights; the embedding adapter "
+                          f"{adapter_name!r} gets LoRA's embedding init (A zero, B normal), as in PEFT.")
         self._set_common(adapter_name, r, lora_alpha, lora_dropout, use_rslora)
         kw = self._adapter_factory_kwargs()
         A = torch.randn((r, self.in_features), **kw) if kw["device"].type != "meta" else torch.empty((r, self.in_features), **kw)
@@ -279,13 +350,17 @@ class Conv2d(LoraLayer):
         self.update_layer(adapter_name, **kwargs)
 
     def update_layer(self, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
-                     use_rslora=False, lora_bias=False):
+                     use_rslora=False, lora_bias=False, **init_options):
+        if init_family(init_lora_weights) in _WEIGHT_INITS and not is_loading_adapter():
+            raise ValueError(f"init_lora_weights={init_lora_weights!r} decomposes Linear / Conv1D weights, not a "
+                             f"Conv2d kernel; drop the convolution from target_modules, or use True or 'gaussian'.")
         self._set_common(adapter_name, r, lora_alpha, lora_dropout, use_rslora)
         base, kw = self.get_base_layer(), self._adapter_factory_kwargs()
         self.lora_A[adapter_name] = nn.Conv2d(self.in_features, r, base.kernel_size, base.stride, base.padding,
                                               bias=False, **kw)
         self.lora_B[adapter_name] = nn.Conv2d(r, self.out_features, (1, 1), (1, 1), bias=lora_bias, **kw)
-        _init_lora_ab(self.lora_A[adapter_name].weight, self.lora_B[adapter_name].weight, init_lora_weights, r)
+        _init_lora_ab(self.lora_A[adapter_name].weight, self.lora_B[adapter_name].weight,
+                      init_lora_weights if init_lora_weights in _PLAIN_INITS else True, r)
         if lora_bias and init_lora_weights is not False: nn.init.zeros_(self.lora_B[adapter_name].bias)
         self._finish_update(adapter_name)
 
@@ -356,6 +431,12 @@ class LoraModel(BaseTuner):
     default_targets = LORA_TARGET_MODULES
     method_name = "LoRA"
 
+    def config_to_save(self, d: dict, adapter_name: str) -> dict:
+        "The saved config says `init_lora_weights: true` after PiSSA / OLoRA / LoftQ: the factors are in the file, "
+        "and a loader must not decompose the (already residual) base again — PEFT's loader would."
+        if init_family(d.get("init_lora_weights")) in _WEIGHT_INITS: d = dict(d, init_lora_weights=True)
+        return d
+
     def _check_new_adapter_config(self, config: LoraConfig):
         biased = [n for n, c in self.peft_config.items() if getattr(c, "bias", "none") != "none"]
         if len(biased) + (config.bias != "none") > 1:
@@ -368,6 +449,7 @@ class LoraModel(BaseTuner):
                       lora_dropout=config.lora_dropout, init_lora_weights=config.init_lora_weights,
                       use_rslora=config.use_rslora, lora_bias=config.lora_bias)
         if getattr(config, "use_dora", False): kwargs["use_dora"] = True
+        if config.init_lora_weights == "loftq": kwargs["loftq_config"] = dict(config.loftq_config)
         if isinstance(target, LoraLayer):
             if kwargs.get("use_dora") and not getattr(target, "supports_dora", False):
                 raise ValueError(f"Module {current_key!r} already holds a plain LoRA {type(target).__name__}, which "

@@ -51,6 +51,10 @@ class _QuantLinear(Linear):
         super().__init__(base_layer, adapter_name, fan_in_fan_out=False, **kwargs)
         self.last_merge_error: Optional[dict] = None
 
+    _quantized_base = True        # PiSSA refuses; OLoRA (and anything reading W) goes through the dense weight
+    def _base_weight_f32(self) -> torch.Tensor: return dequantize_weight(self.get_base_layer())
+    def _set_base_weight(self, W_oi: torch.Tensor): requantize_weight(self.get_base_layer(), W_oi)
+
     def delta_weight(self, adapter: str) -> torch.Tensor:
         A, B = self.lora_A[adapter].weight, self.lora_B[adapter].weight
         return (B.float() @ A.float()) * self.scaling[adapter]
