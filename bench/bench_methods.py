@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training-step ratios for AdaLoRA, (IA)³ and prefix tuning: peftlab vs Hugging Face PEFT vs the frozen base.
+"""Training-step ratios for AdaLoRA, (IA)³, prefix tuning and DoRA: peftlab vs Hugging Face PEFT vs the frozen base.
 
 Same protocol as bench_lora.py (whose model builders and interleaved timer it reuses): 4 layers, hidden 256,
 vocab 8000, batch 8 x 128 tokens, GPT-2 and Llama shapes built from configs; contenders timed round-robin after
@@ -9,6 +9,8 @@ warmup, medians and paired per-round ratios reported. Method settings:
   default targets, task_type CAUSAL_LM (so PEFT adds the orthogonality regulariser too); the timed step includes
   `update_and_allocate(step)` between optimizer.step() and zero_grad(), as PEFT documents.
 * (IA)³: default targets and feed-forward modules.
+* DoRA: LoRA r=8, lora_alpha=16, dropout 0.05, default targets, use_dora=True; B starts random (N(0, 0.02²))
+  so that both libraries compute a real direction update.
 * Prefix tuning: 20 virtual tokens, no projection; sequences cut to 128 - 20 = 108 tokens so that prefix plus
   input fit GPT-2's 128 learned positions (the base model runs the same 108 tokens).
 
@@ -16,7 +18,7 @@ The adapter weights of PEFT's model are copied from peftlab's (matching tensors 
 same losses; the script checks that. "base" is the frozen model with input-embedding grads on (backward runs
 through the network, no weight gradient, no optimizer step), as in bench_lora.py.
 
-Usage: python bench/bench_methods.py [--quick] [--repeats N] [--warmup N] [--methods adalora,ia3,prefix]
+Usage: python bench/bench_methods.py [--quick] [--repeats N] [--warmup N] [--methods adalora,ia3,prefix,dora]
        [--shapes gpt2,llama] [--out PATH]
 """
 import argparse, copy, json, statistics, sys, time, warnings
@@ -31,13 +33,15 @@ def configs(method: str, lib):
                                  task_type="CAUSAL_LM")
     if method == "ia3": return lib.IA3Config(task_type="CAUSAL_LM")
     if method == "prefix": return lib.PrefixTuningConfig(num_virtual_tokens=20, task_type="CAUSAL_LM")
+    if method == "dora": return lib.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, use_dora=True, task_type="CAUSAL_LM")
     raise ValueError(method)
 
 def copy_adapter(src, dst):
     "Copy trainable tensors of `src` into `dst`, matching names by their longest common suffix."
     s = {k: p for k, p in src.named_parameters() if p.requires_grad}
     d = {k: p for k, p in dst.named_parameters() if p.requires_grad}
-    norm = lambda k: k.replace("base_model.model.", "").replace("base_model.", "")
+    norm = lambda k: k.replace("base_model.model.", "").replace("base_model.", "").removesuffix(".weight") \
+        if "lora_magnitude_vector" in k else k.replace("base_model.model.", "").replace("base_model.", "")
     dn = {norm(k): p for k, p in d.items()}
     if len(s) != len(d): raise RuntimeError(f"{len(s)} vs {len(d)} trainable tensors")
     with torch.no_grad():
@@ -66,6 +70,10 @@ def run(method, shape, warmup, repeats, ids):
     if method == "ia3":  # start away from the identity so both libraries really compute something
         with torch.no_grad():
             for p in trainable(lab): p.uniform_(0.8, 1.2)
+    if method == "dora":  # a non-zero B, so the direction update is really computed
+        with torch.no_grad():
+            for n, p in lab.named_parameters():
+                if "lora_B" in n: p.normal_(0, 0.02)
     copy_adapter(lab, pf)
     frozen = copy.deepcopy(base).requires_grad_(False); frozen.enable_input_require_grads()
     models = {"peftlab": lab, "peft": pf, "base": frozen}
@@ -84,7 +92,7 @@ def run(method, shape, warmup, repeats, ids):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true"); ap.add_argument("--repeats", type=int)
-    ap.add_argument("--warmup", type=int); ap.add_argument("--methods", default="adalora,ia3,prefix")
+    ap.add_argument("--warmup", type=int); ap.add_argument("--methods", default="adalora,ia3,prefix,dora")
     ap.add_argument("--shapes", default="gpt2,llama")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_methods.json")))
     a = ap.parse_args(argv)

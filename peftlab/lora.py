@@ -96,6 +96,7 @@ class LoraConfig(TunerConfig):
         if self.init_lora_weights != "loftq":
             warnings.warn("loftq_config is given but init_lora_weights is not 'loftq'; it is ignored.")
             return
+        self.loftq_config = lq = {"loftq_bits": 4, "loftq_iter": 1, **lq}   # PEFT reads both keys
         if lq.get("loftq_bits", 4) not in (4, 8):
             raise ValueError(f"loftq_config['loftq_bits'] must be 4 (NF4) or 8 (int8); got {lq.get('loftq_bits')!r}.")
         it = lq.get("loftq_iter", 1)
