@@ -433,9 +433,9 @@ class LoraModel(BaseTuner):
     method_name = "LoRA"
 
     def config_to_save(self, d: dict, adapter_name: str) -> dict:
-        "The saved config says `init_lora_weights: true` after PiSSA / OLoRA / LoftQ: the factors are in the file, "
-        "and a loader must not decompose the (already residual) base again — PEFT's loader would."
-        if init_family(d.get("init_lora_weights")) in _WEIGHT_INITS: d = dict(d, init_lora_weights=True)
+        "The saved config says `init_lora_weights: true` (and no loftq_config) after PiSSA / OLoRA / LoftQ: the "
+        "factors are in the file, and a loader must not decompose the (already residual) base again — PEFT's would."
+        if init_family(d.get("init_lora_weights")) in _WEIGHT_INITS: d = dict(d, init_lora_weights=True, loftq_config={})
         return d
 
     def _check_new_adapter_config(self, config: LoraConfig):
