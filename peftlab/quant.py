@@ -12,7 +12,8 @@ import bitsandbytes as bnb
 from .lora import Linear, register_lora_dispatcher
 
 # %% auto #0
-__all__ = ['dequantize_weight', 'requantize_weight', 'Linear4bit', 'Linear8bitLt', 'prepare_model_for_kbit_training']
+__all__ = ['dequantize_weight', 'requantize_weight', 'Linear4bit', 'Linear8bitLt', 'prepare_model_for_kbit_training',
+           'DoraLinear4bit', 'DoraLinear8bitLt']
 
 # %% ../nbs/10_quant.ipynb #f7ac21da
 def _is_4bit(layer): return isinstance(layer, bnb.nn.Linear4bit)
@@ -130,3 +131,75 @@ def prepare_model_for_kbit_training(model: nn.Module, use_gradient_checkpointing
         sig = inspect.signature(model.gradient_checkpointing_enable).parameters
         model.gradient_checkpointing_enable(**({"gradient_checkpointing_kwargs": kwargs} if "gradient_checkpointing_kwargs" in sig else {}))
     return model
+
+# %% ../nbs/10_quant.ipynb #07f75dd3
+from .dora import DoraLinear
+
+class _QuantDora(DoraLinear):
+    "DoRA around a bitsandbytes quantized linear: norms from the dequantized weight, merge = dequantize, DoRA, requantize."
+    _quantized_base = True
+    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs):
+        kwargs.pop("fan_in_fan_out", None)
+        super().__init__(base_layer, adapter_name, fan_in_fan_out=False, **kwargs)
+        self.last_merge_error: Optional[dict] = None
+
+    _base_weight_f32 = _QuantLinear._base_weight_f32
+    _set_base_weight = _QuantLinear._set_base_weight
+    delta_weight = _QuantLinear.delta_weight
+
+    def _weight_oi(self, w=None) -> torch.Tensor:
+        return dequantize_weight(self.get_base_layer()) if w is None else w
+
+    def _unmerged_weight(self) -> torch.Tensor:
+        w = dequantize_weight(self.get_base_layer())
+        for a in reversed(self.merged_adapters): w = self._undo(a, w)
+        return w
+
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
+        "Dequantize, apply the selected adapters (DoRA: `W' = m/n·(W + ΔW)`), requantize; error in `last_merge_error`."
+        base = self.get_base_layer()
+        names = [a for a in (self.active_adapters if adapter_names is None else adapter_names)
+                 if a in self.adapter_names and a not in self.merged_adapters]
+        if not names: return
+        W_unmerged, W0 = self._unmerged_weight(), dequantize_weight(base)
+        W, norms = W0.clone(), {}
+        for a in names:
+            if a in self.lora_magnitude_vector:
+                norms[a] = self._weight_norm(a, W_unmerged)
+                W = self._gain(a, norms[a]) * (W + self.delta_weight(a))
+            else: W = W + self.delta_weight(a)
+        if safe_merge and not torch.isfinite(W).all():
+            raise ValueError(f"Merging adapters {names} gives NaN/inf weights; the adapter is broken, not merged.")
+        requantize_weight(base, W)
+        diff = dequantize_weight(base) - W
+        self.last_merge_error = e = dict(max_abs=diff.abs().max().item(), fro=diff.norm().item(),
+                                         rel=diff.norm().item() / max((W - W0).norm().item(), 1e-12))
+        for a in names:
+            db = self.delta_bias(a)
+            if db is not None: base.bias.data += db.to(base.bias.dtype)
+            if a in norms: self._dora_norm[a] = norms[a]
+            self.merged_adapters.append(a)
+        warnings.warn(f"Merged {names} into a {type(base).__name__}: requantizing loses {e['rel']:.1%} of the change "
+                      f"(max |error| {e['max_abs']:.2e}); the merged model differs slightly from the adapter model.")
+
+    def unmerge(self):
+        "Dequantize, take every merged adapter out (last first), requantize."
+        if not self.merged_adapters: return
+        base = self.get_base_layer()
+        W = dequantize_weight(base)
+        while self.merged_adapters:
+            a = self.merged_adapters.pop()
+            W = self._undo(a, W)
+            db = self.delta_bias(a)
+            if db is not None: base.bias.data -= db.to(base.bias.dtype)
+            self._dora_norm.pop(a, None)
+        requantize_weight(base, W)
+
+class DoraLinear4bit(_QuantDora):
+    "DoRA around `bitsandbytes.nn.Linear4bit`."
+
+class DoraLinear8bitLt(_QuantDora):
+    "DoRA around `bitsandbytes.nn.Linear8bitLt`."
+
+register_lora_dispatcher(_is_8bit, DoraLinear8bitLt, dora=True)
+register_lora_dispatcher(_is_4bit, DoraLinear4bit, dora=True)
