@@ -13,15 +13,16 @@ __all__ = ['PeftType', 'TaskType', 'PeftConfig', 'TunerConfig', 'AdapterLayer', 
            'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner',
            'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel', 'LoKrConfig',
            'LoKrModel', 'VeraConfig', 'VeraModel', 'BottleneckConfig', 'pissa_init', 'olora_init', 'LoftQConfig',
-           'loftq_decompose', 'loftq_report', 'plot_loftq', 'BottleneckModel', 'prepare_model_for_kbit_training', 'fit',
-           'evaluate', 'accuracy', 'default_collate', 'get_peft_model_state_dict', 'set_peft_model_state_dict',
-           'load_peft_weights', 'AutoPeftModel', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
-           'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
-           'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'param_breakdown',
-           'plot_param_breakdown', 'delta_spectra', 'delta_svd', 'spectra_summary', 'energy_fractions', 'plot_spectra',
-           'plot_effective_rank', 'subspace_similarity', 'plot_subspace_similarity', 'amplification', 'estimate_memory',
-           'measure_memory', 'meta_model', 'known_models', 'MemoryEstimate', 'MemoryMeasurement', 'plot_estimates',
-           'model_config', 'measure_training_step', 'live_tensor_bytes', 'sweep', 'plot_sweep', 'LiveSweepPlot']
+           'loftq_decompose', 'replace_lora_weights_loftq', 'loftq_report', 'plot_loftq', 'BottleneckModel',
+           'prepare_model_for_kbit_training', 'fit', 'evaluate', 'accuracy', 'default_collate',
+           'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel',
+           'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
+           'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
+           'AutoPeftModelForFeatureExtraction', 'param_breakdown', 'plot_param_breakdown', 'delta_spectra', 'delta_svd',
+           'spectra_summary', 'energy_fractions', 'plot_spectra', 'plot_effective_rank', 'subspace_similarity',
+           'plot_subspace_similarity', 'amplification', 'estimate_memory', 'measure_memory', 'meta_model',
+           'known_models', 'MemoryEstimate', 'MemoryMeasurement', 'plot_estimates', 'model_config',
+           'measure_training_step', 'live_tensor_bytes', 'sweep', 'plot_sweep', 'LiveSweepPlot']
 
 # %% ../nbs/99_init.ipynb #f5803f67
 from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, BaseTuner,
@@ -36,7 +37,8 @@ from .prompts import (PromptTuningConfig, PromptEncoderConfig, PrefixTuningConfi
                              PromptEncoderReparameterizationType, PromptLearningConfig, PromptTuner,
                              MultitaskPromptTuningConfig, MultitaskPromptTuningInit)
 from .lora_init import pissa_init, olora_init   # registers init_lora_weights='pissa' / 'pissa_niter_k' / 'olora'
-from .loftq import LoftQConfig, loftq_decompose, loftq_report, plot_loftq   # registers 'loftq'
+from .loftq import (LoftQConfig, loftq_decompose, loftq_report, plot_loftq,   # registers 'loftq'
+                           replace_lora_weights_loftq)
 from .dora import DoraLinear, DoraEmbedding, DoraConv2d   # registers DoRA layers: LoraConfig(use_dora=True)
 from .lora_merge import COMBINATION_TYPES   # also attaches LoraModel.add_weighted_adapter
 from .lycoris import LoHaConfig, LoHaModel, LoKrConfig, LoKrModel
@@ -68,7 +70,7 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "plot_rank_allocation", "PromptTuningConfig", "PromptEncoderConfig", "PrefixTuningConfig",
          "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner",
          "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "LoHaConfig", "LoHaModel", "LoKrConfig", "LoKrModel",
-         "VeraConfig", "VeraModel", "BottleneckConfig", "pissa_init", "olora_init", "LoftQConfig", "loftq_decompose",
+         "VeraConfig", "VeraModel", "BottleneckConfig", "pissa_init", "olora_init", "LoftQConfig", "loftq_decompose", "replace_lora_weights_loftq",
          "loftq_report", "plot_loftq",
          "BottleneckModel", "prepare_model_for_kbit_training", "fit", "evaluate", "accuracy", "default_collate", "get_peft_model_state_dict", "set_peft_model_state_dict", "load_peft_weights",
          "AutoPeftModel", "AutoPeftModelForCausalLM", "AutoPeftModelForSeq2SeqLM", "AutoPeftModelForSequenceClassification",

@@ -12,7 +12,8 @@ from .lora import register_lora_init
 from .lora_init import _check_rank, _set_factors
 
 # %% auto #0
-__all__ = ['fake_quantize', 'LoftQConfig', 'LoftQResult', 'loftq_decompose', 'loftq_init', 'loftq_report', 'plot_loftq']
+__all__ = ['fake_quantize', 'LoftQConfig', 'LoftQResult', 'loftq_decompose', 'loftq_init', 'loftq_report', 'plot_loftq',
+           'replace_lora_weights_loftq']
 
 # %% ../nbs/10a_loftq.ipynb #0f1c0865
 def _bnb():
@@ -125,3 +126,67 @@ def plot_loftq(report, ax=None, title: str = "LoftQ: quantization error removed"
     ax.set_xlabel("alternating step (0 = plain quantization)"); ax.set_ylabel("‖W − Q − sBA‖ / ‖W‖")
     ax.set_xticks(sorted(report.step.unique())); ax.set_title(title); ax.legend(); ax.grid(alpha=0.3)
     return ax
+
+# %% ../nbs/10a_loftq.ipynb #66ac8039
+def _safetensors_reader(model, model_path: Optional[str]):
+    "A function name -> tensor over the model's (possibly sharded) safetensors checkpoint."
+    import json, os
+    from safetensors import safe_open
+    if model_path is None:
+        name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+        if name and os.path.isdir(name): model_path = name
+        elif name:
+            try:
+                from huggingface_hub import snapshot_download
+                model_path = snapshot_download(name, local_files_only=True, allow_patterns=["*.safetensors", "*.json"])
+            except Exception as e:
+                raise ValueError(f"Could not find the safetensors files of {name!r} locally ({type(e).__name__}); pass "
+                                 f"model_path=<folder or model.safetensors>.") from None
+        else: raise ValueError("The base model does not name its checkpoint; pass model_path=<folder or model.safetensors>.")
+    folder, files = (os.path.dirname(model_path), {None: model_path}) if model_path.endswith(".safetensors") else \
+                    (model_path, None)
+    if files is None:
+        single, index = os.path.join(folder, "model.safetensors"), os.path.join(folder, "model.safetensors.index.json")
+        if os.path.isfile(single): files = {None: single}
+        elif os.path.isfile(index):
+            files = {k: os.path.join(folder, v) for k, v in json.load(open(index))["weight_map"].items()}
+        else: raise FileNotFoundError(f"No model.safetensors (or sharded index) in {folder!r}; LoftQ needs the original "
+                                      f"weights as safetensors (pickled .bin checkpoints are not read).")
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    def get(name: str) -> torch.Tensor:
+        for key in (name, name[len(prefix) + 1:] if prefix and name.startswith(prefix + ".") else None):
+            if key is None: continue
+            path = files.get(None) or files.get(key)
+            if path is None: continue
+            with safe_open(path, framework="pt", device="cpu") as f:
+                if key in f.keys(): return f.get_tensor(key)
+        raise KeyError(f"{name!r} is not in the checkpoint at {model_path!r}; is it this model's original checkpoint?")
+    return get
+
+@torch.no_grad()
+def replace_lora_weights_loftq(peft_model, model_path: Optional[str] = None, # folder or .safetensors of the float model
+                               adapter_name: str = "default",
+                               callback=None): # callback(model, module_name) -> bool; False rolls the layer back
+    "One-step LoftQ on a quantized model: every 4/8-bit LoRA layer gets A, B fitting W − D(W_q), W read from safetensors."
+    from tqdm.auto import tqdm
+    layers = [(n, m) for n, m in peft_model.named_modules()
+              if getattr(m, "_quantized_base", False) and adapter_name in getattr(m, "lora_A", {})]
+    if not layers:
+        raise ValueError(f"No quantized LoRA layers with adapter {adapter_name!r}: load the base in 4/8-bit "
+                         f"(BitsAndBytesConfig), `import peftlab.quant`, and add the LoRA adapter first.")
+    base = peft_model.get_base_model()
+    get = _safetensors_reader(base, model_path)
+    prefix = "base_model.model."
+    for name, m in tqdm(layers, desc="LoftQ", leave=False):
+        key = name[len(prefix):] if name.startswith(prefix) else name
+        W = get(key + ".weight").float().to(m.lora_A[adapter_name].weight.device)
+        Q = m._base_weight_f32()
+        _check_rank(m, adapter_name, Q, "LoftQ")
+        s = m.scaling[adapter_name]
+        U, S, Vh = torch.linalg.svd(W - Q, full_matrices=False)
+        r = m.r[adapter_name]; sq = torch.sqrt(S[:r] / s)
+        before = (m.lora_A[adapter_name].weight.detach().clone(), m.lora_B[adapter_name].weight.detach().clone())
+        _set_factors(m, adapter_name, torch.diag(sq) @ Vh[:r], U[:, :r] @ torch.diag(sq))
+        if callback is not None and not callback(peft_model, key):
+            m.lora_A[adapter_name].weight.copy_(before[0]); m.lora_B[adapter_name].weight.copy_(before[1])
+    return peft_model
