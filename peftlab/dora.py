@@ -123,21 +123,14 @@ class DoraLinear(DoraMixin, Linear):
             base_result = base_result if b is None else base_result - b
         return (g - 1) * base_result + g * B(A(x)) * s
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is not None: return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
-        off = self._adapters_off()
-        result = self.base_layer(x, *args, **kwargs)
-        if off: return result
-        out_dtype = result.dtype
+    def _add_updates(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         for a in self._active_adapters:
-            if a not in self.lora_A: continue
             if a not in self.lora_magnitude_vector: result = result + self._plain_delta(a, x); continue
             drop = self.lora_dropout[a]
             if isinstance(drop, nn.Identity) or not self.training:   # PEFT: reuse the (running) result
                 result = result + self._dora_delta(a, x, result.to(self.lora_A[a].weight.dtype))
             else: result = result + self._dora_delta(a, drop(x))      # dropout: recompute W·dropout(x)
-        return result if result.dtype == out_dtype else result.to(out_dtype)
+        return result
 
     def _lora_delta(self, a, x):
         if a in self.lora_magnitude_vector: return self._dora_delta(a, self.lora_dropout[a](x))
@@ -159,20 +152,13 @@ class DoraEmbedding(DoraMixin, Embedding):
         dt = self._compute_dtype(A)
         return (B.to(dt) @ A.to(dt)) * self.scaling[a]          # (dim, vocab)
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is not None: return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
-        off = self._adapters_off()
-        result = self.base_layer(x, *args, **kwargs)
-        if off: return result
-        out_dtype = result.dtype
+    def _add_updates(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         for a in self._active_adapters:
-            if a not in self.lora_embedding_A: continue
             d = super()._lora_delta(a, x)                           # s·(Aᵀ[ids]) Bᵀ (· embed_scale)
-            if a not in self.lora_magnitude_vector: result = result + d.to(result.dtype); continue
+            if a not in self.lora_magnitude_vector: result = result + d; continue
             g = self.lora_magnitude_vector[a] / self._weight_norm(a, self._weight_oi())
             result = g * result + g * d
-        return result if result.dtype == out_dtype else result.to(out_dtype)
+        return result
 
     def _lora_delta(self, a, x):
         d = super()._lora_delta(a, x)
@@ -210,7 +196,7 @@ class DoraConv2d(DoraMixin, Conv2d):
         elif base.bias is not None: base_result = base_result - base.bias.view(1, -1, 1, 1)
         return (g - 1) * base_result + g * B(A(x)) * s
 
-    forward = DoraLinear.forward
+    _add_updates = DoraLinear._add_updates
 
     def _lora_delta(self, a, x):
         if a in self.lora_magnitude_vector: return self._dora_delta(a, self.lora_dropout[a](x))

@@ -178,6 +178,22 @@ class LoraLayer(AdapterLayer):
         "What `adapter` adds to the base output for input `x` (each layer type says how)."
         raise NotImplementedError
 
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        "The base layer's output plus the active adapters' updates, returned in the base output's dtype."
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is not None: return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
+        off = self._adapters_off()
+        result = self.base_layer(x, *args, **kwargs)
+        if off: return result
+        out_dtype = result.dtype
+        result = self._add_updates(x, result)
+        return result if result.dtype == out_dtype else result.to(out_dtype)
+
+    def _add_updates(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        "`result` plus every active adapter's update for `x` (DoRA layers override this: they rescale `result`)."
+        for a in self._active_adapters: result = result + self._lora_delta(a, x)
+        return result
+
     def _mixed_batch_forward(self, x, *args, adapter_names, **kwargs):
         "Row i gets the update of adapter `adapter_names[i]` (none for '__base__' or an adapter this layer lacks)."
         if self._disable_adapters:
@@ -242,19 +258,6 @@ class Linear(LoraLayer):
         b = self.lora_B[adapter].bias
         return None if b is None else b * self.scaling[adapter]
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is not None: return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
-        off = self._adapters_off()
-        result = self.base_layer(x, *args, **kwargs)
-        if off: return result
-        out_dtype = result.dtype
-        for a in self._active_adapters:
-            A = self.lora_A[a]
-            xa = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
-            result = result + self.lora_B[a](A(self.lora_dropout[a](xa))) * self.scaling[a]
-        return result if result.dtype == out_dtype else result.to(out_dtype)
-
     def _lora_delta(self, a, x):
         A = self.lora_A[a]
         x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
@@ -311,23 +314,6 @@ class Embedding(LoraLayer):
         dt = self._compute_dtype(A)
         return ((B.to(dt) @ A.to(dt)).T * self.scaling[adapter]).to(self.get_base_layer().weight.dtype)  # (vocab, dim)
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is not None: return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
-        off = self._adapters_off()
-        result = self.base_layer(x, *args, **kwargs)
-        if off: return result
-        base = self.get_base_layer()
-        embed_scale = getattr(base, "embed_scale", None)  # Gemma-style scaled embeddings
-        for a in self._active_adapters:
-            A, B = self.lora_embedding_A[a], self.lora_embedding_B[a]
-            after_A = F.embedding(x, A.T, base.padding_idx, base.max_norm, base.norm_type,
-                                  base.scale_grad_by_freq, base.sparse)
-            delta = (after_A @ B.T) * self.scaling[a]
-            if embed_scale is not None: delta = delta * embed_scale.to(delta.dtype)
-            result = result + delta.to(result.dtype)
-        return result
-
     def _lora_delta(self, a, x):
         base = self.get_base_layer()
         A, B = self.lora_embedding_A[a], self.lora_embedding_B[a]
@@ -376,18 +362,6 @@ class Conv2d(LoraLayer):
     def delta_bias(self, adapter: str):
         b = self.lora_B[adapter].bias
         return None if b is None else b * self.scaling[adapter]
-
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is not None: return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
-        off = self._adapters_off()
-        result = self.base_layer(x, *args, **kwargs)
-        if off: return result
-        for a in self._active_adapters:
-            A = self.lora_A[a]
-            xa = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
-            result = result + (self.lora_B[a](A(self.lora_dropout[a](xa))) * self.scaling[a]).to(result.dtype)
-        return result
 
     def _lora_delta(self, a, x):
         A = self.lora_A[a]
