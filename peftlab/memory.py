@@ -412,6 +412,11 @@ def _analyse(model: nn.Module, peft_config=None, dtype=None, device: str = "cuda
         if getattr(m, "gradient_checkpointing", False) is True: m.gradient_checkpointing = False
     twin.train()
     base = _base_transformers_model(twin)
+    # The representative layer stands for every layer of its kind, and past the first trainable layer a layer's
+    # input requires grad: trace it that way (the first layer of a LoRA model saves N floats less, ~0.1 %).
+    if hasattr(base, "enable_input_require_grads"):
+        try: base.enable_input_require_grads()
+        except (NotImplementedError, AttributeError): pass
     enc_dec = bool(getattr(getattr(base, "config", None), "is_encoder_decoder", False))
     stacks = _layer_stacks(twin)
     reps, full_rep = _representatives(stacks)

@@ -32,7 +32,13 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
         if p.requires_grad: trainable += n
     return trainable, total
 
-# %% ../nbs/01_model.ipynb #abacd88b
+# %% ../nbs/01_model.ipynb #d2e73880
+def _has_input_grads_hook(model) -> bool:
+    "Whether transformers' own input-grad hook is installed (transformers ≥ 5 adds it when checkpointing is enabled)."
+    h = getattr(model, "_require_grads_hook", None)
+    try: return h is not None and h.id in model.get_input_embeddings()._forward_hooks
+    except Exception: return False
+
 class PeftModel(nn.Module):
     "A model with PEFT adapters: the base model's forward plus the active adapters."
     def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default",
@@ -57,12 +63,33 @@ class PeftModel(nn.Module):
     @staticmethod
     def _prepare_for_gradient_checkpointing(model):
         # Frozen embeddings give outputs without grad; with (reentrant) checkpointing the adapters above would
-        # then get no gradient. Making the embedding output require grad fixes that, as PEFT does.
+        # then get no gradient. Making the embedding output require grad fixes that, as PEFT does -- and, as in
+        # PEFT, only when checkpointing is on: otherwise the hook only costs time and memory (1-3 %, bench/).
+        # Turning checkpointing on later through the PeftModel installs it then (gradient_checkpointing_enable).
+        if model.__dict__.get("_peftlab_input_grads") or _has_input_grads_hook(model): return
+        if not any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules()): return
         if hasattr(model, "enable_input_require_grads") and hasattr(model, "get_input_embeddings"):
             try:
                 model.enable_input_require_grads()
                 object.__setattr__(model, "_peftlab_input_grads", True)   # unload() removes the hook again
             except (NotImplementedError, AttributeError): pass
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Optional[dict] = None, **kwargs):
+        "Turn on the base model's activation checkpointing, with the input-grad hook reentrant checkpointing needs."
+        base = self.get_base_model()
+        if not hasattr(base, "gradient_checkpointing_enable"):
+            raise AttributeError(f"{type(base).__name__} has no gradient_checkpointing_enable(); activation "
+                                 f"checkpointing needs a transformers PreTrainedModel.")
+        if gradient_checkpointing_kwargs is not None: kwargs["gradient_checkpointing_kwargs"] = gradient_checkpointing_kwargs
+        base.gradient_checkpointing_enable(**kwargs)
+        self._prepare_for_gradient_checkpointing(base)
+
+    def activation_checkpointing_enable(self, *args, **kwargs):
+        "transformers ≥ 5's name for `gradient_checkpointing_enable`, with the same input-grad hook."
+        base = self.get_base_model()
+        if not hasattr(base, "activation_checkpointing_enable"): return self.gradient_checkpointing_enable(*args, **kwargs)
+        base.activation_checkpointing_enable(*args, **kwargs)
+        self._prepare_for_gradient_checkpointing(base)
 
     def _set_forward_signature(self, model):
         # Trainer keeps only the dataset columns named in `model.forward`'s signature: show the base model's.
