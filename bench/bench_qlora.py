@@ -15,17 +15,16 @@ LoRA: r=8, lora_alpha=16, lora_dropout=0.05, task_type CAUSAL_LM, targets q_proj
 so that memory and time compare the weights' format alone.
 
 1. Memory: for each of peftlab LoRA on the float32 model, peftlab QLoRA on the 4-bit model, PEFT QLoRA on the
-   4-bit model and peftlab-4bit-nohook (see 2.) (built one at a time, the others freed): peftlab.memory.measure_training_step(model,
+   4-bit model (built one at a time, the others freed): peftlab.memory.measure_training_step(model,
    batch_size=BATCH, seq_len=SEQ) = the peak bytes held by tensors during one AdamW training step after a warm-up
    step (weights + adapter + gradients + optimizer states + activations), and the weight bytes of
    peftlab.analysis.param_breakdown (4-bit weights: packed bytes + quantization statistics).
 2. Step time, as in bench/bench_lora.py (its helpers `interleaved`, `summarize`, `paired` are reused): contenders
-   peftlab-4bit, peft-4bit, peftlab-fp32 (the same LoRA on the float model, for the cost of 4 bits) and
-   peftlab-4bit-nohook (peftlab-4bit after base.disable_input_require_grads(): peftlab's PeftModel installs the
-   input-embedding grad hook unconditionally, PEFT only under gradient checkpointing; see RESULTS.md), timed
-   round robin after warmup; one step = forward with labels, backward, AdamW(lr=1e-3).step(), zero_grad. PEFT's LoRA
-   weights are copied from peftlab's and the RNG is re-seeded before each step, so peftlab and PEFT must give
-   identical losses (checked).
+   peftlab-4bit, peft-4bit, peftlab-fp32 (the same LoRA on the float model, for the cost of 4 bits), and QDoRA:
+   peftlab-4bit-dora and peft-4bit-dora (the same config with use_dora=True on the 4-bit model; the norms go
+   through the dequantized weight every step), timed round robin after warmup; one step = forward with labels,
+   backward, AdamW(lr=1e-3).step(), zero_grad. PEFT's adapter weights are copied from peftlab's and the RNG is
+   re-seeded before each step, so peftlab and PEFT must give identical losses (checked, LoRA and DoRA).
 
 Usage: python bench/bench_qlora.py [--quick] [--repeats N] [--warmup N] [--no-all-linear] [--threads N] [--out PATH]
 Writes every sample to bench/results_qlora.json unless --out says otherwise.
@@ -71,21 +70,17 @@ def lora_kwargs(targets): return dict(LORA, target_modules=["q_proj", "v_proj"] 
 
 
 def build(folder, who, targets):
-    "who: 'peftlab-fp32', 'peftlab-4bit', 'peftlab-4bit-nohook' or 'peft-4bit'."
+    "who: 'peftlab-fp32', 'peftlab-4bit', 'peft-4bit', 'peftlab-4bit-dora' or 'peft-4bit-dora'."
     base = load(folder, 32 if who.endswith("fp32") else 4)
     torch.manual_seed(1)
-    if who.startswith("peftlab"):
-        m = peftlab.get_peft_model(base, peftlab.LoraConfig(**lora_kwargs(targets)))
-        if who.endswith("nohook"):   # drop the input-embedding grad hook that peftlab installs and PEFT does not
-            inner = m.base_model.model
-            if getattr(inner, "_require_grads_hook", None) is None: raise RuntimeError("no input-grad hook to remove")
-            inner.disable_input_require_grads()
-        return m
-    return peft.get_peft_model(base, peft.LoraConfig(**lora_kwargs(targets)))
+    kw = dict(lora_kwargs(targets), use_dora=who.endswith("dora"))
+    if who.startswith("peftlab"): return peftlab.get_peft_model(base, peftlab.LoraConfig(**kw))
+    return peft.get_peft_model(base, peft.LoraConfig(**kw))
 
 
 def copy_lora(src, dst):
-    s = {k: v for k, v in src.state_dict().items() if "lora_" in k}
+    fix = lambda k: k + ".weight" if k.endswith("lora_magnitude_vector.default") else k   # PEFT's DoRA key
+    s = {fix(k): v for k, v in src.state_dict().items() if "lora_" in k}
     d = dst.state_dict()
     missing = [k for k in s if k not in d]
     if missing or sum("lora_" in k for k in d) != len(s):
@@ -108,7 +103,7 @@ def make_train_step(model, ids):
 
 def memory_rows(folder, targets):
     rows = []
-    for who in ("peftlab-fp32", "peftlab-4bit", "peft-4bit", "peftlab-4bit-nohook"):
+    for who in ("peftlab-fp32", "peftlab-4bit", "peft-4bit"):
         gc.collect()
         m = build(folder, who, targets)
         df = param_breakdown(m) if who in ("peftlab-fp32", "peftlab-4bit") else None
@@ -123,8 +118,14 @@ def memory_rows(folder, targets):
 
 
 def time_case(folder, targets, warmup, repeats, ids):
-    models = {w: build(folder, w, targets) for w in ("peftlab-4bit", "peft-4bit", "peftlab-fp32", "peftlab-4bit-nohook")}
-    for w in ("peft-4bit", "peftlab-fp32", "peftlab-4bit-nohook"): copy_lora(models["peftlab-4bit"], models[w])
+    models = {w: build(folder, w, targets) for w in ("peftlab-4bit", "peft-4bit", "peftlab-fp32", "peftlab-4bit-dora",
+                                                      "peft-4bit-dora")}
+    for w in ("peft-4bit", "peftlab-fp32"): copy_lora(models["peftlab-4bit"], models[w])
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():   # a non-zero direction update, so DoRA's rescaling really happens
+        for n, p in models["peftlab-4bit-dora"].named_parameters():
+            if "lora_B" in n: p.normal_(0, 0.02, generator=g)
+    copy_lora(models["peftlab-4bit-dora"], models["peft-4bit-dora"])
     lay = {n: sorted({type(x).__module__.split(".")[0] + "." + type(x).__name__ for x in m.modules() if hasattr(x, "lora_A")})
            for n, m in models.items()}
     for m in models.values(): m.train()
@@ -133,7 +134,8 @@ def time_case(folder, targets, warmup, repeats, ids):
     a, b = torch.stack(losses["peftlab-4bit"]), torch.stack(losses["peft-4bit"])
     rows = [dict(targets=targets, clock=c, contender=n, **summarize(t)) for c, tc in times.items() for n, t in tc.items()]
     check = dict(targets=targets, lora_layer_types=lay, max_abs_loss_diff_peftlab_vs_peft=(a - b).abs().max().item(),
-                 max_abs_loss_diff_nohook_vs_peft=(torch.stack(losses["peftlab-4bit-nohook"]) - b).abs().max().item(),
+                 max_abs_loss_diff_dora_peftlab_vs_peft=(torch.stack(losses["peftlab-4bit-dora"])
+                                                         - torch.stack(losses["peft-4bit-dora"])).abs().max().item(),
                  max_abs_loss_diff_4bit_vs_fp32=(a - torch.stack(losses["peftlab-fp32"])).abs().max().item(),
                  first_loss=a[0].item(), last_loss=a[-1].item())
     del models, steps; gc.collect()
@@ -189,8 +191,8 @@ def main(argv=None):
               f"{q['weight_mib'] / f32['weight_mib']:.3f}")
 
     print("\ntraining step time, median ms (wall / CPU) and paired ratios (median over rounds of the per-round ratio):")
-    print("| targets | clock | peftlab 4-bit | PEFT 4-bit | peftlab fp32 | paired peftlab/PEFT (4-bit) | paired 4-bit/fp32 (peftlab) | peftlab 4-bit no hook | paired no-hook/PEFT |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| targets | clock | peftlab 4-bit | PEFT 4-bit | peftlab fp32 | paired peftlab/PEFT (4-bit) | paired 4-bit/fp32 (peftlab) | peftlab QDoRA | PEFT QDoRA | paired QDoRA peftlab/PEFT |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for t in variants:
         for clock in ("wall", "cpu"):
             med = {r["contender"]: r for r in rows if r["targets"] == t and r["clock"] == clock}
@@ -199,8 +201,8 @@ def main(argv=None):
             k = ("train", "llama", t, clock)
             print(f"| {t} | {clock} | {med['peftlab-4bit']['median_ms']:.1f} | {med['peft-4bit']['median_ms']:.1f} | "
                   f"{med['peftlab-fp32']['median_ms']:.1f} | {paired(pr, k, 'peftlab-4bit', 'peft-4bit'):.3f} | "
-                  f"{paired(pr, k, 'peftlab-4bit', 'peftlab-fp32'):.3f} | {med['peftlab-4bit-nohook']['median_ms']:.1f} | "
-                  f"{paired(pr, k, 'peftlab-4bit-nohook', 'peft-4bit'):.3f} |")
+                  f"{paired(pr, k, 'peftlab-4bit', 'peftlab-fp32'):.3f} | {med['peftlab-4bit-dora']['median_ms']:.1f} | "
+                  f"{med['peft-4bit-dora']['median_ms']:.1f} | {paired(pr, k, 'peftlab-4bit-dora', 'peft-4bit-dora'):.3f} |")
     print(f"\ntotal {total:.0f}s; load average start {env['loadavg_start']} end {env['loadavg_end']}")
     with open(a.out, "w") as f:
         json.dump(dict(env=env, memory=mem, checks=checks, samples=rows, total_s=total), f, indent=1)
