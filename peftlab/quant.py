@@ -77,17 +77,23 @@ class _QuantLinear(Linear):
         intended = W + dW
         if safe_merge and not torch.isfinite(intended).all():
             raise ValueError(f"Merging adapters {names} gives NaN/inf weights; the adapter is broken, not merged.")
-        e = self._requant(intended)
+        self._requant_merge(names, W, intended)
         for a in names:
             db = self.delta_bias(a)
             if db is not None:
                 if base.bias is None: raise ValueError(f"Adapter {a!r} has a bias update but the base layer has no bias.")
                 base.bias.data += db.to(base.bias.dtype)
             self.merged_adapters.append(a)
-        e["rel"] = e["fro"] / max(dW.norm().item(), 1e-12)
+
+    def _requant_merge(self, names: list, W_before: torch.Tensor, intended: torch.Tensor) -> dict:
+        "Requantize the merged weight; store (`last_merge_error`) and warn the share of the change lost to rounding."
+        e = self._requant(intended)
+        e["rel"] = e["fro"] / max((intended - W_before).norm().item(), 1e-12)
         self.last_merge_error = e
-        warnings.warn(f"Merged {names} into a {type(base).__name__}: requantizing loses {e['rel']:.1%} of ΔW "
-                      f"(max |error| {e['max_abs']:.2e}); the merged model differs slightly from the adapter model.")
+        warnings.warn(f"Merged {names} into a {type(self.get_base_layer()).__name__}: requantizing loses {e['rel']:.1%} "
+                      f"of the change (max |error| {e['max_abs']:.2e}); the merged model differs slightly from the "
+                      f"adapter model.")
+        return e
 
     def unmerge(self):
         "Dequantize, subtract every merged ΔW, requantize (the result is the original weight up to rounding)."
@@ -146,6 +152,7 @@ class _QuantDora(DoraLinear):
     _base_weight_f32 = _QuantLinear._base_weight_f32
     _set_base_weight = _QuantLinear._set_base_weight
     delta_weight = _QuantLinear.delta_weight
+    _requant, _requant_merge = _QuantLinear._requant, _QuantLinear._requant_merge
 
     def _weight_oi(self, w=None) -> torch.Tensor:
         return dequantize_weight(self.get_base_layer()) if w is None else w
@@ -170,17 +177,12 @@ class _QuantDora(DoraLinear):
             else: W = W + self.delta_weight(a)
         if safe_merge and not torch.isfinite(W).all():
             raise ValueError(f"Merging adapters {names} gives NaN/inf weights; the adapter is broken, not merged.")
-        requantize_weight(base, W)
-        diff = dequantize_weight(base) - W
-        self.last_merge_error = e = dict(max_abs=diff.abs().max().item(), fro=diff.norm().item(),
-                                         rel=diff.norm().item() / max((W - W0).norm().item(), 1e-12))
+        self._requant_merge(names, W0, W)
         for a in names:
             db = self.delta_bias(a)
             if db is not None: base.bias.data += db.to(base.bias.dtype)
             if a in norms: self._dora_norm[a] = norms[a]
             self.merged_adapters.append(a)
-        warnings.warn(f"Merged {names} into a {type(base).__name__}: requantizing loses {e['rel']:.1%} of the change "
-                      f"(max |error| {e['max_abs']:.2e}); the merged model differs slightly from the adapter model.")
 
     def unmerge(self):
         "Dequantize, take every merged adapter out (last first), requantize."

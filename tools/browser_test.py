@@ -155,7 +155,7 @@ def main():
     ap.add_argument("--notebook", default=str(ROOT / "nbs" / "tutorials" / "05_memory_planner.ipynb"))
     ap.add_argument("--out", default=str(ROOT / "_out" / "browser"))
     ap.add_argument("--chromium", default="/usr/bin/chromium")
-    ap.add_argument("--budget", type=float, default=170, help="seconds for the whole test")
+    ap.add_argument("--budget", type=float, default=420, help="seconds for the whole test")
     ap.add_argument("--slider", default="batch", help="label of the slider to move")
     a = ap.parse_args()
     def interrupted(signum, frame): raise KeyboardInterrupt(f"signal {signum}")

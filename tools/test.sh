@@ -38,11 +38,12 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   { export DEBIAN_FRONTEND=noninteractive; timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq chromium; } \
     >/dev/null 2>&1 || echo "could not install chromium; the browser test will be skipped"
 fi
-timeout 240 python tools/browser_test.py; brc=$?
+# budget: 13-30 s of cells on a quiet 2-core machine, but CI once saw >75 s for one cell under load
+timeout 480 python tools/browser_test.py --budget 420; brc=$?
 case $brc in
   0) bpass=1; bfail=0 ;;
   77) bpass=0; bfail=0 ;;
-  *) bpass=0; bfail=1; [ $brc = 124 ] && echo "FAILED browser test: killed after 240 s" ;;
+  *) bpass=0; bfail=1; [ $brc = 124 ] && echo "FAILED browser test: killed after 480 s" ;;
 esac
 echo "$((total - failed + bpass)) passed, $((failed + bfail)) failed"
 [ "$rc" = 0 ] && rc=$bfail
