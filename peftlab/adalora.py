@@ -107,7 +107,7 @@ class AdaLoraLayer(AdapterLayer):
     def delta_weight(self, adapter: str) -> torch.Tensor:
         A, E, B = self.lora_A[adapter], self.lora_E[adapter], self.lora_B[adapter]
         dw = B @ (A * E) * (self.scaling[adapter] / (self.ranknum[adapter] + 1e-5))   # (out, in)
-        return (dw.T if self.fan_in_fan_out else dw).to(self.get_base_layer().weight.dtype)
+        return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         off = self._adapters_off()

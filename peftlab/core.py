@@ -14,8 +14,9 @@ import torch.nn as nn
 __all__ = ['LORA_TARGET_MODULES', 'PEFT_TYPE_TO_CONFIG_MAPPING', 'PEFT_TYPE_TO_TUNER_MAPPING', 'PeftType', 'TaskType',
            'PeftConfig', 'TunerConfig', 'get_layer_index', 'check_target_module_exists', 'model_type_of',
            'resolve_target_modules', 'linear_fan_in_fan_out', 'is_linear_like', 'output_head_names',
-           'expand_all_linear', 'AdapterLayer', 'MixedBatch', 'mixed_batch', 'loading_adapter', 'is_loading_adapter',
-           'ModulesToSaveWrapper', 'get_submodules', 'BaseTuner', 'register_peft_method', 'config_class_for']
+           'expand_all_linear', 'register_packed_weight', 'AdapterLayer', 'MixedBatch', 'mixed_batch',
+           'loading_adapter', 'is_loading_adapter', 'ModulesToSaveWrapper', 'get_submodules', 'BaseTuner',
+           'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -207,7 +208,13 @@ def expand_all_linear(config: TunerConfig, model: nn.Module) -> TunerConfig:
                              if linear(m) and n not in heads and n not in inside and n}
     return config
 
-# %% ../nbs/00_core.ipynb #c07a4788
+# %% ../nbs/00_core.ipynb #6f25b2fb
+_PACKED_WEIGHTS: dict = {}   # weight class name -> (dequantize(layer) -> float32 W, requantize(layer, W)); peftlab.quant
+
+def register_packed_weight(name: str, dequantize, requantize):
+    "Let additive adapters merge into layers whose weight is of class `name` (e.g. bitsandbytes' Params4bit)."
+    _PACKED_WEIGHTS[name] = (dequantize, requantize)
+
 class AdapterLayer(nn.Module):
     "Base of the wrappers that hold adapters next to a frozen `base_layer`."
     adapter_layer_names: tuple = ()  # attributes holding trainable per-adapter tensors (ModuleDict / ParameterDict)
@@ -304,15 +311,46 @@ class AdapterLayer(nn.Module):
         packed = type(getattr(base, "weight", None)).__name__
         if packed in ("Params4bit", "Int8Params"):
             raise TypeError(f"Cannot merge into {type(base).__name__}: its weight is a packed bitsandbytes {packed}. "
-                            f"A quantized merge must dequantize, add and requantize, which peftlab does for LoRA "
-                            f"(peftlab.quant); for other methods load the base model without quantization_config and "
-                            f"merge there.")
+                            f"A quantized merge must dequantize, add and requantize: `import peftlab.quant` (needs "
+                            f"bitsandbytes) gives additive methods (LoRA, DoRA, AdaLoRA, VeRA, LoHa, LoKr) that merge; "
+                            f"for multiplicative ones ((IA)³, bottleneck) load the base without quantization_config "
+                            f"and merge there.")
         return base
 
+    def _weight_dtype(self) -> torch.dtype:
+        "The dtype ΔW is returned in: the base weight's, or float32 for a packed (quantized) weight."
+        W = self.get_base_layer().weight
+        return torch.float32 if type(W).__name__ in _PACKED_WEIGHTS else W.dtype
+
+    def _merge_packed(self, io, names: list, safe_merge: bool, sign: int = 1):
+        "Dequantize, add (sign=1) or subtract the adapters' ΔW, requantize; the rounding error is reported."
+        dequantize, requantize = io
+        base = self.get_base_layer()
+        W0 = dequantize(base)
+        dW = sum(self.delta_weight(a).float() for a in names)
+        W = W0 + sign * dW
+        if safe_merge and not torch.isfinite(W).all():
+            raise ValueError(f"Merging adapters {names} gives NaN/inf weights; the adapter is broken, not merged.")
+        requantize(base, W)
+        diff = dequantize(base) - W
+        self.last_merge_error = e = dict(max_abs=diff.abs().max().item(), fro=diff.norm().item(),
+                                         rel=diff.norm().item() / max(dW.norm().item(), 1e-12))
+        for a in names:
+            db = self.delta_bias(a)
+            if db is not None: base.bias.data += sign * db.to(base.bias.dtype)
+        if sign > 0:
+            warnings.warn(f"Merged {names} into a {type(base).__name__}: requantizing loses {e['rel']:.1%} of the change "
+                          f"(max |error| {e['max_abs']:.2e}); the merged model differs slightly from the adapter model.")
+
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
-        "Add the selected (default: active) adapters' ΔW into the base weight."
-        base = self._mergeable_base()
+        "Add the selected (default: active) adapters' ΔW into the base weight (dequantize → add → requantize if packed)."
         names = self.active_adapters if adapter_names is None else adapter_names
+        io = _PACKED_WEIGHTS.get(type(getattr(self.get_base_layer(), "weight", None)).__name__)
+        if io is not None:
+            names = [a for a in names if a in self.adapter_names and a not in self.merged_adapters]
+            if names: self._merge_packed(io, names, safe_merge); self.merged_adapters.extend(names)
+            return
+        base = self._mergeable_base()
         for a in names:
             if a not in self.adapter_names or a in self.merged_adapters: continue
             dw = self.delta_weight(a)
@@ -332,6 +370,10 @@ class AdapterLayer(nn.Module):
     def unmerge(self):
         "Subtract every merged adapter's ΔW again, last merged first."
         base = self.get_base_layer()
+        io = _PACKED_WEIGHTS.get(type(getattr(base, "weight", None)).__name__)
+        if io is not None:
+            if self.merged_adapters: self._merge_packed(io, list(self.merged_adapters), False, sign=-1)
+            self.merged_adapters.clear(); return
         while self.merged_adapters:
             a = self.merged_adapters.pop()
             base.weight.data -= self.delta_weight(a).to(base.weight.dtype)

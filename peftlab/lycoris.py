@@ -260,6 +260,12 @@ class _LycorisTuner(BaseTuner):
         if isinstance(target, AdapterLayer):
             raise TypeError(f"{current_key!r} already holds a {type(target).__name__} adapter; one model takes one "
                             f"method's adapters. Use a fresh base model for {self.method_name}.")
+        packed = type(getattr(target, "weight", None)).__name__
+        if packed in ("Params4bit", "Int8Params"):
+            raise TypeError(f"Target module {current_key!r} is a bitsandbytes {type(target).__name__} (packed {packed} "
+                            f"weight). {self.method_name} computes with the dense W + ΔW, so it cannot wrap quantized "
+                            f"layers (PEFT cannot either); use LoRA, DoRA, AdaLoRA, VeRA or (IA)³ on a quantized model, "
+                            f"or load the base without quantization_config.")
         C = _conv1d_cls()
         if isinstance(target, (nn.Linear, nn.Conv2d)): fifo = False
         elif C is not None and isinstance(target, C): fifo = True

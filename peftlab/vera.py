@@ -104,8 +104,7 @@ class VeraLayer(AdapterLayer):
         A, B = self._sliced(adapter)
         b, d = self.vera_lambda_b[adapter], self.vera_lambda_d[adapter]
         dw = (b[:, None] * B.to(b)) @ (d[:, None] * A.to(b))               # (out, in)
-        W = self.get_base_layer().weight
-        return (dw.T if self.fan_in_fan_out else dw).to(W.dtype)
+        return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         result = self.base_layer(x, *args, **kwargs)
