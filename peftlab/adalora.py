@@ -75,11 +75,7 @@ class AdaLoraLayer(AdapterLayer):
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs):
         super().__init__(base_layer)
         self.fan_in_fan_out = fan_in_fan_out
-        w = self.get_base_layer().weight
-        self.in_features, self.out_features = (w.shape if fan_in_fan_out else w.shape[::-1])
-        # a bitsandbytes 4-bit weight is packed ((n·m/2, 1) bytes): the layer's own sizes are the true ones
-        self.in_features = getattr(self.get_base_layer(), "in_features", self.in_features)
-        self.out_features = getattr(self.get_base_layer(), "out_features", self.out_features)
+        self.in_features, self.out_features = linear_features(self.get_base_layer(), fan_in_fan_out)
         self.r, self.lora_alpha, self.scaling = {}, {}, {}
         self.lora_dropout = nn.ModuleDict()
         self.lora_A, self.lora_B, self.lora_E = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()

@@ -13,7 +13,7 @@ import torch.nn as nn
 # %% auto #0
 __all__ = ['LORA_TARGET_MODULES', 'PEFT_TYPE_TO_CONFIG_MAPPING', 'PEFT_TYPE_TO_TUNER_MAPPING', 'PeftType', 'TaskType',
            'PeftConfig', 'TunerConfig', 'get_layer_index', 'check_target_module_exists', 'model_type_of',
-           'resolve_target_modules', 'linear_fan_in_fan_out', 'is_linear_like', 'output_head_names',
+           'resolve_target_modules', 'linear_fan_in_fan_out', 'linear_features', 'is_linear_like', 'output_head_names',
            'expand_all_linear', 'register_packed_weight', 'AdapterLayer', 'MixedBatch', 'mixed_batch',
            'loading_adapter', 'is_loading_adapter', 'ModulesToSaveWrapper', 'get_submodules', 'BaseTuner',
            'register_peft_method', 'config_class_for']
@@ -177,6 +177,12 @@ def linear_fan_in_fan_out(target: nn.Module, key: str, method: str) -> bool:
     raise TypeError(f"Target module {key!r} is a {type(target).__module__}.{type(target).__name__}, which {method} "
                     f"cannot wrap; it wraps torch.nn.Linear and transformers' Conv1D. Choose target_modules among those.")
 
+def linear_features(layer: nn.Module, fan_in_fan_out: bool) -> tuple[int, int]:
+    "(in, out) of a linear layer: its own `in_features`/`out_features` (a 4-bit weight is packed), else the weight's shape."
+    if isinstance(getattr(layer, "in_features", None), int): return layer.in_features, layer.out_features
+    w = layer.weight                                        # transformers Conv1D: (in, out)
+    return tuple(w.shape) if fan_in_fan_out else tuple(w.shape[::-1])
+
 def is_linear_like(m: nn.Module) -> bool:
     "`nn.Linear` or transformers' `Conv1D` (GPT-2), or a bitsandbytes linear (subclasses of `nn.Linear`)."
     C = _conv1d_cls()
@@ -317,38 +323,49 @@ class AdapterLayer(nn.Module):
                             f"and merge there.")
         return base
 
+    def _packed_io(self):
+        "(dequantize, requantize) for a packed (quantized) base weight registered by peftlab.quant, else None."
+        return _PACKED_WEIGHTS.get(type(getattr(self.get_base_layer(), "weight", None)).__name__)
+
     def _weight_dtype(self) -> torch.dtype:
         "The dtype ΔW is returned in: the base weight's, or float32 for a packed (quantized) weight."
-        W = self.get_base_layer().weight
-        return torch.float32 if type(W).__name__ in _PACKED_WEIGHTS else W.dtype
+        return torch.float32 if self._packed_io() is not None else self.get_base_layer().weight.dtype
 
-    def _merge_packed(self, io, names: list, safe_merge: bool, sign: int = 1):
-        "Dequantize, add (sign=1) or subtract the adapters' ΔW, requantize; the rounding error is reported."
-        dequantize, requantize = io
+    def _requantize(self, W_before: torch.Tensor, W: torch.Tensor, merged: Optional[list] = None) -> dict:
+        "Requantize dense `W` into the packed base; `last_merge_error` gets the rounding (`rel`: share of the change)."
+        dequantize, requantize = self._packed_io()
         base = self.get_base_layer()
-        W0 = dequantize(base)
-        dW = sum(self.delta_weight(a).float() for a in names)
-        W = W0 + sign * dW
-        if safe_merge and not torch.isfinite(W).all():
-            raise ValueError(f"Merging adapters {names} gives NaN/inf weights; the adapter is broken, not merged.")
         requantize(base, W)
         diff = dequantize(base) - W
         self.last_merge_error = e = dict(max_abs=diff.abs().max().item(), fro=diff.norm().item(),
-                                         rel=diff.norm().item() / max(dW.norm().item(), 1e-12))
+                                         rel=diff.norm().item() / max((W - W_before).norm().item(), 1e-12))
+        if merged:
+            warnings.warn(f"Merged {merged} into a {type(base).__name__}: requantizing loses {e['rel']:.1%} of the "
+                          f"change (max |error| {e['max_abs']:.2e}); the merged model differs slightly from the "
+                          f"adapter model.")
+        return e
+
+    def _merge_packed(self, names: list, safe_merge: bool, sign: int = 1):
+        "Dequantize, add (sign=1) or subtract the adapters' ΔW and biases, requantize with the rounding reported."
+        base = self.get_base_layer()
+        W0 = self._packed_io()[0](base)
+        W = W0 + sign * sum(self.delta_weight(a).float() for a in names)
+        if safe_merge and not torch.isfinite(W).all():
+            raise ValueError(f"Merging adapters {names} gives NaN/inf weights; the adapter is broken, not merged.")
+        for a in names:
+            if self.delta_bias(a) is not None and base.bias is None:
+                raise ValueError(f"Adapter {a!r} has a bias update but the base layer has no bias.")
+        self._requantize(W0, W, names if sign > 0 else None)
         for a in names:
             db = self.delta_bias(a)
             if db is not None: base.bias.data += sign * db.to(base.bias.dtype)
-        if sign > 0:
-            warnings.warn(f"Merged {names} into a {type(base).__name__}: requantizing loses {e['rel']:.1%} of the change "
-                          f"(max |error| {e['max_abs']:.2e}); the merged model differs slightly from the adapter model.")
 
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
         "Add the selected (default: active) adapters' ΔW into the base weight (dequantize → add → requantize if packed)."
         names = self.active_adapters if adapter_names is None else adapter_names
-        io = _PACKED_WEIGHTS.get(type(getattr(self.get_base_layer(), "weight", None)).__name__)
-        if io is not None:
+        if self._packed_io() is not None:
             names = [a for a in names if a in self.adapter_names and a not in self.merged_adapters]
-            if names: self._merge_packed(io, names, safe_merge); self.merged_adapters.extend(names)
+            if names: self._merge_packed(names, safe_merge); self.merged_adapters.extend(names)
             return
         base = self._mergeable_base()
         for a in names:
@@ -370,9 +387,8 @@ class AdapterLayer(nn.Module):
     def unmerge(self):
         "Subtract every merged adapter's ΔW again, last merged first."
         base = self.get_base_layer()
-        io = _PACKED_WEIGHTS.get(type(getattr(base, "weight", None)).__name__)
-        if io is not None:
-            if self.merged_adapters: self._merge_packed(io, list(self.merged_adapters), False, sign=-1)
+        if self._packed_io() is not None:
+            if self.merged_adapters: self._merge_packed(list(self.merged_adapters), False, sign=-1)
             self.merged_adapters.clear(); return
         while self.merged_adapters:
             a = self.merged_adapters.pop()

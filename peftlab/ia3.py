@@ -69,12 +69,7 @@ class IA3Layer(AdapterLayer):
                  init_ia3_weights: bool = True):
         super().__init__(base_layer)
         self.is_feedforward, self.fan_in_fan_out = is_feedforward, fan_in_fan_out
-        base = self.get_base_layer()
-        if isinstance(getattr(base, "in_features", None), int):   # nn.Linear and its 4/8-bit kin (packed weights)
-            self.in_features, self.out_features = base.in_features, base.out_features
-        else:                                                    # transformers Conv1D: weight is (in, out)
-            w = base.weight
-            self.in_features, self.out_features = (w.shape if fan_in_fan_out else w.shape[::-1])
+        self.in_features, self.out_features = linear_features(self.get_base_layer(), fan_in_fan_out)
         self.ia3_l = nn.ParameterDict()
         self.update_layer(adapter_name, init_ia3_weights)
 

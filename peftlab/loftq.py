@@ -52,6 +52,12 @@ class LoftQResult:
     B: torch.Tensor                # (out, r)
     errors: list = field(default_factory=list)   # ‖W − Q − sBA‖/‖W‖: [quantization alone, after step 1, ...]
 
+def _rank_r_fit(R: torch.Tensor, r: int, scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
+    "A (r, in), B (out, r) with scaling·B A = the best rank-r approximation of R (S split as √(S/s) on both sides)."
+    U, S, Vh = torch.linalg.svd(R, full_matrices=False)
+    sq = torch.sqrt(S[:r] / scaling)
+    return torch.diag(sq) @ Vh[:r], U[:, :r] @ torch.diag(sq)
+
 @torch.no_grad()
 def loftq_decompose(W: torch.Tensor, # the full-precision weight, (out, in)
                     r: int, bits: int = 4,
@@ -67,9 +73,7 @@ def loftq_decompose(W: torch.Tensor, # the full-precision weight, (out, in)
     errors, R = [((W - Q).norm() / norm).item()], W
     for t in range(iters):
         if t: Q = fake_quantize(R, bits, quant_type, double_quant, blocksize)
-        U, S, Vh = torch.linalg.svd(W - Q, full_matrices=False)
-        sq = torch.sqrt(S[:r] / scaling)
-        B, A = U[:, :r] @ torch.diag(sq), torch.diag(sq) @ Vh[:r]
+        A, B = _rank_r_fit(W - Q, r, scaling)
         low = scaling * (B @ A)
         errors.append(((W - Q - low).norm() / norm).item())
         R = W - low
@@ -182,11 +186,8 @@ def replace_lora_weights_loftq(peft_model, model_path: Optional[str] = None, # f
         W = get(key + ".weight").float().to(m.lora_A[adapter_name].weight.device)
         Q = m._base_weight_f32()
         _check_rank(m, adapter_name, Q, "LoftQ")
-        s = m.scaling[adapter_name]
-        U, S, Vh = torch.linalg.svd(W - Q, full_matrices=False)
-        r = m.r[adapter_name]; sq = torch.sqrt(S[:r] / s)
         before = (m.lora_A[adapter_name].weight.detach().clone(), m.lora_B[adapter_name].weight.detach().clone())
-        _set_factors(m, adapter_name, torch.diag(sq) @ Vh[:r], U[:, :r] @ torch.diag(sq))
+        _set_factors(m, adapter_name, *_rank_r_fit(W - Q, m.r[adapter_name], m.scaling[adapter_name]))
         if callback is not None and not callback(peft_model, key):
             m.lora_A[adapter_name].weight.copy_(before[0]); m.lora_B[adapter_name].weight.copy_(before[1])
     return peft_model

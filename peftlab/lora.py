@@ -228,10 +228,7 @@ class Linear(LoraLayer):
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs):
         super().__init__(base_layer)
         self.fan_in_fan_out = fan_in_fan_out
-        w = self.get_base_layer().weight
-        self.in_features, self.out_features = (w.shape if fan_in_fan_out else w.shape[::-1])
-        self.in_features = getattr(self.get_base_layer(), "in_features", self.in_features)
-        self.out_features = getattr(self.get_base_layer(), "out_features", self.out_features)
+        self.in_features, self.out_features = linear_features(self.get_base_layer(), fan_in_fan_out)
         self.update_layer(adapter_name, **kwargs)
 
     def update_layer(self, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
@@ -248,11 +245,10 @@ class Linear(LoraLayer):
         self._finish_update(adapter_name)
 
     def delta_weight(self, adapter: str) -> torch.Tensor:
-        W = self.get_base_layer().weight
         A, B = self.lora_A[adapter].weight, self.lora_B[adapter].weight
         dt = self._compute_dtype(A)
         dw = (B.to(dt) @ A.to(dt)) * self.scaling[adapter]       # (out, in)
-        return (dw.T if self.fan_in_fan_out else dw).to(W.dtype)
+        return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
 
     def delta_bias(self, adapter: str):
         b = self.lora_B[adapter].bias

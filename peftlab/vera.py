@@ -71,11 +71,7 @@ class VeraLayer(AdapterLayer):
                  fan_in_fan_out: bool, vera_dropout: float = 0.0, d_initial: float = 0.1, init_weights: bool = True):
         super().__init__(base_layer)
         self.fan_in_fan_out = fan_in_fan_out
-        w = self.get_base_layer().weight
-        self.in_features, self.out_features = (w.shape if fan_in_fan_out else w.shape[::-1])
-        # a bitsandbytes 4-bit weight is packed ((n·m/2, 1) bytes): the layer's own sizes are the true ones
-        self.in_features = getattr(self.get_base_layer(), "in_features", self.in_features)
-        self.out_features = getattr(self.get_base_layer(), "out_features", self.out_features)
+        self.in_features, self.out_features = linear_features(self.get_base_layer(), fan_in_fan_out)
         object.__setattr__(self, "projections", projections)   # a reference: not a submodule, not in state_dict
         self.vera_lambda_b, self.vera_lambda_d = nn.ParameterDict(), nn.ParameterDict()
         self.vera_dropout, self.r = nn.ModuleDict(), {}
@@ -135,8 +131,7 @@ class VeraModel(BaseTuner):
             if not key or key in inside or not check_target_module_exists(config, key): continue
             m = m.get_base_layer() if isinstance(m, AdapterLayer) else m
             if is_linear_like(m):
-                w = m.weight.shape
-                dims.append((m.in_features, m.out_features) if isinstance(m, nn.Linear) else tuple(w))  # 4-bit: packed w
+                dims.append(linear_features(m, fan_in_fan_out=not isinstance(m, nn.Linear)))
         if not dims: return (0, 0)
         return max(d[0] for d in dims), max(d[1] for d in dims)
 
