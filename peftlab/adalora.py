@@ -14,8 +14,8 @@ from .core import _conv1d_cls
 from .lora import LoraConfig
 
 # %% auto #0
-__all__ = ['ADALORA_TARGET_MODULES', 'AdaLoraConfig', 'AdaLoraLayer', 'RankAllocator', 'AdaLoraModel', 'AdaLoraCallback',
-           'rank_history', 'plot_rank_allocation']
+__all__ = ['ADALORA_TARGET_MODULES', 'AdaLoraConfig', 'AdaLoraLayer', 'RankAllocator', 'AdaLoraModel', 'rank_history',
+           'plot_rank_allocation', 'AdaLoraCallback']
 
 # %% ../nbs/03_adalora.ipynb #5b2585d3
 ADALORA_TARGET_MODULES = {
@@ -295,8 +295,6 @@ class AdaLoraModel(BaseTuner):
 register_peft_method(PeftType.ADALORA, AdaLoraConfig, AdaLoraModel)
 
 # %% ../nbs/03_adalora.ipynb #db9cfa41
-from transformers import TrainerCallback
-
 def _adalora_tuner(model):
     t = getattr(model, "base_model", model)
     # duck-typed on purpose: nbdev_test may run several notebooks in one process, where a notebook's own
@@ -306,11 +304,24 @@ def _adalora_tuner(model):
                         f"wrapping {type(t).__name__}.")
     return t
 
-class AdaLoraCallback(TrainerCallback):
-    "Calls `update_and_allocate(global_step)` after every optimizer step of a `transformers.Trainer`."
-    def __init__(self, model): self.tuner = _adalora_tuner(model)
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        self.tuner.update_and_allocate(state.global_step)
+def _make_callback():
+    from transformers import TrainerCallback
+    class AdaLoraCallback(TrainerCallback):
+        "Calls `update_and_allocate(global_step)` after every optimizer step of a `transformers.Trainer`."
+        def __init__(self, model): self.tuner = _adalora_tuner(model)
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            self.tuner.update_and_allocate(state.global_step)
+    AdaLoraCallback.__module__, AdaLoraCallback.__qualname__ = __name__, "AdaLoraCallback"
+    return AdaLoraCallback
+
+_all_ = ["AdaLoraCallback"]
+def __getattr__(name):
+    # AdaLoraCallback subclasses transformers' TrainerCallback, whose import loads the whole Trainer stack (seconds,
+    # and PEFT/bitsandbytes where installed): the class is made on first use, not at `import peftlab`
+    if name == "AdaLoraCallback":
+        globals()[name] = cls = _make_callback()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # %% ../nbs/03_adalora.ipynb #35265e0c
 def rank_history(model):

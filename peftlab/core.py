@@ -4,17 +4,18 @@
 
 # %% ../nbs/00_core.ipynb #b025c762
 from __future__ import annotations
-import contextlib, contextvars, copy, difflib, enum, functools, inspect, re, warnings
+import contextlib, contextvars, copy, difflib, enum, functools, importlib, inspect, re, warnings
 from dataclasses import dataclass, field, fields, asdict
 from typing import Any, Iterable, Optional, Union
 import torch
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['LORA_TARGET_MODULES', 'PEFT_TYPE_TO_CONFIG_MAPPING', 'PEFT_TYPE_TO_TUNER_MAPPING', 'PeftType', 'TaskType',
-           'PeftConfig', 'TunerConfig', 'get_layer_index', 'check_target_module_exists', 'model_type_of',
-           'resolve_target_modules', 'linear_fan_in_fan_out', 'linear_features', 'is_linear_like', 'output_head_names',
-           'expand_all_linear', 'register_packed_weight', 'AdapterLayer', 'MixedBatch', 'mixed_batch',
+__all__ = ['LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'PEFT_TYPE_TO_CONFIG_MAPPING', 'PEFT_TYPE_TO_TUNER_MAPPING',
+           'PeftType', 'TaskType', 'patch_to', 'patch', 'PeftConfig', 'TunerConfig', 'get_layer_index',
+           'check_target_module_exists', 'model_type_of', 'resolve_target_modules', 'linear_fan_in_fan_out',
+           'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear', 'register_packed_weight',
+           'register_model_preparer', 'prepare_layer_libraries', 'AdapterLayer', 'MixedBatch', 'mixed_batch',
            'loading_adapter', 'is_loading_adapter', 'ModulesToSaveWrapper', 'get_submodules', 'BaseTuner',
            'register_peft_method', 'config_class_for']
 
@@ -32,6 +33,25 @@ class TaskType(str, enum.Enum):
     SEQ_CLS = "SEQ_CLS"; SEQ_2_SEQ_LM = "SEQ_2_SEQ_LM"; CAUSAL_LM = "CAUSAL_LM"
     TOKEN_CLS = "TOKEN_CLS"; QUESTION_ANS = "QUESTION_ANS"; FEATURE_EXTRACTION = "FEATURE_EXTRACTION"
     def __str__(self): return self.value
+
+# %% ../nbs/00_core.ipynb #df5033da
+def patch_to(cls, cls_method: bool = False, as_prop: bool = False):
+    "Decorator: add the function to `cls` as a method (a classmethod with `cls_method`, a property with `as_prop`)."
+    def _inner(f):
+        f.__qualname__ = f"{cls.__name__}.{f.__name__}"
+        setattr(cls, f.__name__, classmethod(f) if cls_method else property(f) if as_prop else f)
+        return f
+    return _inner
+
+def patch(f=None, *, cls_method: bool = False, as_prop: bool = False):
+    "Decorator: add the function to the class its first parameter is annotated with (`def g(self: C)` or `cls: C`)."
+    if f is None: return functools.partial(patch, cls_method=cls_method, as_prop=as_prop)
+    first = next(iter(inspect.signature(f).parameters), None)
+    ann = f.__annotations__.get(first)
+    if ann is None: raise TypeError(f"@patch needs the first parameter of {f.__name__} annotated with the class to patch.")
+    cls = eval(ann, f.__globals__) if isinstance(ann, str) else ann   # `from __future__ import annotations` keeps strings
+    return patch_to(cls, cls_method=cls_method, as_prop=as_prop)(f)
+
 
 # %% ../nbs/00_core.ipynb #26783254
 def _jsonable(v):
@@ -220,6 +240,27 @@ _PACKED_WEIGHTS: dict = {}   # weight class name -> (dequantize(layer) -> float3
 def register_packed_weight(name: str, dequantize, requantize):
     "Let additive adapters merge into layers whose weight is of class `name` (e.g. bitsandbytes' Params4bit)."
     _PACKED_WEIGHTS[name] = (dequantize, requantize)
+
+# layer library (top-level package of a layer's class) -> the peftlab module that supports it, imported on first use,
+# so that `import peftlab` neither needs nor imports an optional library such as bitsandbytes
+LAYER_LIBRARY_PLUGINS: dict = {"bitsandbytes": ("peftlab.quant", "quant")}
+_MODEL_PREPARERS: list = []   # fn(model, trainable) run before adapters are injected, registered by plugins
+
+def register_model_preparer(fn):
+    "Run `fn(model, trainable: bool)` on every model before adapters are injected (e.g. keep quantized layers trainable)."
+    if fn not in _MODEL_PREPARERS: _MODEL_PREPARERS.append(fn)
+    return fn
+
+def prepare_layer_libraries(model: nn.Module, trainable: bool = True):
+    "Import peftlab's support for every layer library `model` uses, then run the registered model preparers."
+    libs = {type(m).__module__.split(".")[0] for m in model.modules()}
+    for lib, (module, extra) in LAYER_LIBRARY_PLUGINS.items():
+        if lib not in libs: continue
+        try: importlib.import_module(module)
+        except ImportError as e:
+            raise ImportError(f"The model has {lib} layers, which peftlab supports in {module}; importing it failed "
+                              f"({e}). Install the extra: pip install \"peftlab[{extra}]\".") from None
+    for fn in _MODEL_PREPARERS: fn(model, trainable)
 
 class AdapterLayer(nn.Module):
     "Base of the wrappers that hold adapters next to a frozen `base_layer`."
@@ -629,6 +670,7 @@ class BaseTuner(nn.Module):
     def inject_adapter(self, model: nn.Module, adapter_name: str, config):
         "Wrap every target of `config` in `model` with adapter `adapter_name`."
         config = copy.deepcopy(config)
+        prepare_layer_libraries(model, trainable=not config.inference_mode)
         config = self._prepare_config(config, model)
         self._check_new_adapter_config(config)
         self.peft_config[adapter_name] = config

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional, Union
 import torch
 import torch.nn as nn
-from fastcore.basics import patch
+from .core import patch
 from .core import *
 from .model import PeftModel, MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from functools import reduce
 from typing import Literal, Optional
 import torch
-from fastcore.basics import patch_to
+from .core import patch_to
 from .core import ModulesToSaveWrapper, PeftType
 from .lora import LoraModel, LoraLayer, Conv2d
 

@@ -10,11 +10,11 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 import transformers
-from fastcore.basics import patch_to
+from .core import patch_to
 from .core import *
 
 # %% auto #0
-__all__ = ['PROMPT_TASKS', 'PromptLearningConfig', 'PromptTuningInit', 'PromptTuningConfig',
+__all__ = ['PROMPT_TASKS', 'CACHE_ARG_NAMES', 'PromptLearningConfig', 'PromptTuningInit', 'PromptTuningConfig',
            'PromptEncoderReparameterizationType', 'PromptEncoderConfig', 'PrefixTuningConfig', 'PromptEmbedding',
            'PromptEncoder', 'PrefixEncoder', 'MultitaskPromptTuningInit', 'MultitaskPromptTuningConfig',
            'MultitaskPromptEmbedding', 'prepare_prompt_config', 'PromptTuner']
@@ -286,13 +286,14 @@ class PromptTuner(BaseTuner):
     def inject_adapter(self, model, adapter_name, config):
         "Create the prompt encoder of `adapter_name` (the base model is frozen, not modified)."
         if not hasattr(self, "prompt_encoder"): self.prompt_encoder = nn.ModuleDict()
+        prepare_layer_libraries(model, trainable=not config.inference_mode)
         config = prepare_prompt_config(copy.deepcopy(config), model)
         if config.task_type is None and hasattr(model, "config"):
             raise ValueError(f"Prompt methods need task_type (one of {[t.value for t in PROMPT_TASKS]}) to know how to "
                              f"feed virtual tokens to a {type(model).__name__}.")
         if config.peft_type == PeftType.PREFIX_TUNING:
             if not _supports_cache(model):
-                raise ValueError(f"Prefix tuning needs a model that accepts past_key_values (a key/value cache); "
+                raise ValueError(f"Prefix tuning needs a model that takes a key/value cache (`cache` or `past_key_values`); "
                                  f"{type(model).__name__} does not. Use prompt tuning or P-tuning instead.")
             if any(getattr(m, "gradient_checkpointing", False) for m in model.modules()):
                 raise ValueError("Prefix tuning does not work with gradient checkpointing; disable it or use prompt tuning.")
@@ -345,11 +346,21 @@ class PromptTuner(BaseTuner):
     def active_config(self) -> PromptLearningConfig: return self.peft_config[self.active_adapter]
 
 # %% ../nbs/05_prompts.ipynb #2ed13068
+CACHE_ARG_NAMES = ("cache", "past_key_values")   # transformers >= 5.24 names the key/value cache `cache`, before: `past_key_values`
+
+def _cache_arg(module) -> Optional[str]:
+    "The keyword under which `module.forward` takes a key/value cache (either transformers spelling), or None."
+    params = inspect.signature(module.forward).parameters
+    return next((n for n in CACHE_ARG_NAMES if n in params), None)
+
+def _backbone(model):
+    return getattr(model, getattr(model, "base_model_prefix", "") or "", None)
+
 def _supports_cache(model) -> bool:
-    fwd = inspect.signature(model.forward).parameters
-    if "past_key_values" in fwd: return True
-    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    return base is not None and "past_key_values" in inspect.signature(base.forward).parameters
+    "Whether prefix tuning can feed `model` a cache: its forward takes one, or (heads such as BERT's classifier) its backbone's."
+    if _cache_arg(model) is not None: return True
+    base = _backbone(model)
+    return isinstance(base, nn.Module) and base is not model and _cache_arg(base) is not None
 
 @patch_to(PromptTuner)
 def prompt_table(self, adapter_name: Optional[str] = None) -> torch.Tensor:
@@ -422,9 +433,10 @@ def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, label
     self._adjust_ids(kwargs, remove_token_type_ids=not seq_cls)
     if labels is not None: kwargs["labels"] = labels
     if cfg.peft_type == PeftType.PREFIX_TUNING:
-        kwargs["past_key_values"] = self.get_prompt(B)
-        if "past_key_values" not in inspect.signature(self.model.forward).parameters:
+        name = _cache_arg(self.model)
+        if name is None:
             return self._prefix_forward_through_backbone(input_ids, attention_mask, inputs_embeds, **kwargs)
+        kwargs[name] = self.get_prompt(B)
         return self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     if kwargs.get("token_type_ids") is not None:
         tt = kwargs["token_type_ids"]
@@ -440,7 +452,8 @@ def _prefix_forward_through_backbone(self, input_ids, attention_mask, inputs_emb
     "Sequence classifiers whose forward takes no cache: run the backbone with the prefix, then the head (as PEFT)."
     from transformers.modeling_outputs import SequenceClassifierOutput
     m = self.model
-    backbone = getattr(m, m.base_model_prefix)
+    backbone = _backbone(m)
+    kwargs[_cache_arg(backbone)] = self.get_prompt(input_ids.shape[0] if input_ids is not None else inputs_embeds.shape[0])
     out = backbone(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     pooled = out[1] if len(out) > 1 and out[1] is not None else out[0][:, 0]
     if hasattr(m, "dropout"): pooled = m.dropout(pooled)
@@ -463,8 +476,8 @@ def _forward_seq2seq(self, input_ids, attention_mask, inputs_embeds, labels, dec
     kw = dict(decoder_input_ids=decoder_input_ids, decoder_inputs_embeds=decoder_inputs_embeds, labels=labels, **kwargs)
     if cfg.peft_type == PeftType.PREFIX_TUNING:
         kw["decoder_attention_mask"] = _prepend_ones(decoder_attention_mask, n)
-        return self.model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                          past_key_values=self.get_prompt(B), **kw)
+        kw[_cache_arg(self.model)] = self.get_prompt(B)
+        return self.model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kw)
     emb = _word_embeddings(self.model)
     if inputs_embeds is None: inputs_embeds = emb(input_ids)
     prompts = self.get_prompt(B, task_ids).to(inputs_embeds.dtype)
@@ -494,10 +507,11 @@ def _prepare_inputs_for_generation(self, orig, *args, task_ids=None, **kwargs):
     cfg, n = self.active_config, self.active_config.num_virtual_tokens
     mk = orig(*args, **kwargs)
     prefix = cfg.peft_type == PeftType.PREFIX_TUNING
-    cache = mk.get("past_key_values")
+    key = next((k for k in CACHE_ARG_NAMES if k in mk), _cache_arg(self.model) or CACHE_ARG_NAMES[-1])
+    cache = mk.get(key)
     if cfg.task_type == TaskType.SEQ_2_SEQ_LM:
         if prefix and (cache is None or cache.get_seq_length() == 0):
-            mk["past_key_values"] = self.get_prompt(mk["decoder_input_ids"].shape[0])
+            mk[key] = self.get_prompt(mk["decoder_input_ids"].shape[0])
         return mk
     cache_pos = mk.get("cache_position")
     is_prefill = cache_pos is not None and int(cache_pos[0]) == 0
@@ -511,7 +525,7 @@ def _prepare_inputs_for_generation(self, orig, *args, task_ids=None, **kwargs):
         else: mk["position_ids"] = None
     if cache is None or cache.get_seq_length() == 0:
         B = mk["input_ids"].shape[0]
-        if prefix: mk["past_key_values"] = self.get_prompt(B)
+        if prefix: mk[key] = self.get_prompt(B)
         else:
             emb = _word_embeddings(self.model)(mk["input_ids"])
             if task_ids is not None and len(task_ids) != B:        # beams / num_return_sequences expand the batch

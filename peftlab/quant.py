@@ -8,22 +8,54 @@ import inspect, warnings
 from typing import Optional
 import torch
 import torch.nn as nn
-import bitsandbytes as bnb
-from .core import AdapterLayer, register_packed_weight
+import logging
+from .core import AdapterLayer, register_packed_weight, register_model_preparer
+
+def _import_bitsandbytes():
+    "bitsandbytes, without its start-up notice that an optional faster CPU kernel package is not installed."
+    notice = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    level = notice.level; notice.setLevel(logging.ERROR)
+    try: import bitsandbytes
+    except ImportError as e:
+        raise ImportError(f"peftlab.quant needs bitsandbytes ({e}); install the extra: pip install \"peftlab[quant]\".") from None
+    finally: notice.setLevel(level)
+    return bitsandbytes
+
+bnb = _import_bitsandbytes()
 from .lora import Linear, register_lora_dispatcher
 
 # %% auto #0
-__all__ = ['dequantize_weight', 'requantize_weight', 'Linear4bit', 'Linear8bitLt', 'prepare_model_for_kbit_training',
-           'DoraLinear4bit', 'DoraLinear8bitLt']
+__all__ = ['bnb', 'unpack_cpu_inference_weight', 'dequantize_weight', 'requantize_weight', 'Linear4bit', 'Linear8bitLt',
+           'prepare_model_for_kbit_training', 'keep_trainable_layers_unpacked', 'DoraLinear4bit', 'DoraLinear8bitLt']
 
 # %% ../nbs/10_quant.ipynb #f7ac21da
 def _is_4bit(layer): return isinstance(layer, bnb.nn.Linear4bit)
 def _is_8bit(layer): return isinstance(layer, bnb.nn.Linear8bitLt)
+def _cpu_packed(layer) -> bool:
+    "Whether bitsandbytes has repacked this 4-bit layer's weight for its CPU inference kernel (see 'Any CPU' below)."
+    return getattr(getattr(getattr(layer, "weight", None), "quant_state", None), "packing_format_for_cpu", False)
+
+def unpack_cpu_inference_weight(layer: nn.Module) -> bool:
+    "Undo bitsandbytes' CPU inference repacking of a `Linear4bit` in place; True if the layer was packed."
+    if not (_is_4bit(layer) and _cpu_packed(layer)): return False
+    inverse = getattr(bnb.functional, "_convert_weight_packed_for_cpu_inverse", None)
+    if inverse is None:
+        raise RuntimeError(f"bitsandbytes {bnb.__version__} repacked {type(layer).__name__} for CPU inference and has "
+                           f"no inverse; load the model again (and keep it in train() mode) to get its 4-bit weight back.")
+    w = layer.weight
+    nested = getattr(w.quant_state, "original_nested", w.quant_state.nested)
+    data, qs = inverse(w.data, w.quant_state)
+    if not nested:   # bitsandbytes leaves these block scales in the packed (blocks, rows) layout: one per block, row-major
+        qs.absmax = qs.absmax.T.reshape(-1).float()
+    w.data, w.quant_state = data, qs
+    if getattr(layer, "quant_state", None) is not None: layer.quant_state = qs
+    return True
 
 def dequantize_weight(layer: nn.Module) -> torch.Tensor:
     "The dense float32 weight `(out, in)` that a bitsandbytes `Linear4bit` / `Linear8bitLt` computes with."
     w = layer.weight
     if _is_4bit(layer):
+        unpack_cpu_inference_weight(layer)
         return bnb.functional.dequantize_4bit(w.data, w.quant_state).float()
     if _is_8bit(layer):
         scb = layer.state.SCB if layer.state.SCB is not None else w.SCB
@@ -60,6 +92,12 @@ class _QuantLinear(Linear):
     # merge / unmerge: AdapterLayer's packed path (dequantize, add ΔW, requantize, report), not lora.Linear's refusal
     merge, unmerge = AdapterLayer.merge, AdapterLayer.unmerge
 
+    def forward(self, x: torch.Tensor, *args, **kwargs):
+        base = self.get_base_layer()
+        if _cpu_packed(base) and torch.is_grad_enabled() and (x.requires_grad or self.training):
+            keep_trainable_layers_unpacked(base)   # repacked for CPU inference, now asked to train: back to autograd
+        return super().forward(x, *args, **kwargs)
+
 class Linear4bit(_QuantLinear):
     "LoRA around `bitsandbytes.nn.Linear4bit` (nf4 / fp4, with or without double quantisation)."
 
@@ -95,6 +133,24 @@ def prepare_model_for_kbit_training(model: nn.Module, use_gradient_checkpointing
         sig = inspect.signature(model.gradient_checkpointing_enable).parameters
         model.gradient_checkpointing_enable(**({"gradient_checkpointing_kwargs": kwargs} if "gradient_checkpointing_kwargs" in sig else {}))
     return model
+
+# %% ../nbs/10_quant.ipynb #07fe61b3
+def keep_trainable_layers_unpacked(model: nn.Module, trainable: bool = True) -> list[str]:
+    "Keep `model`'s 4-bit layers on bitsandbytes' autograd path when adapters will train; the names of layers unpacked."
+    if not trainable: return []
+    undone = []
+    for name, m in model.named_modules():
+        if not _is_4bit(m): continue
+        m.support_avx512bf16_for_cpu = False
+        if unpack_cpu_inference_weight(m): undone.append(name or type(m).__name__)
+    if undone:
+        warnings.warn(f"bitsandbytes had repacked {len(undone)} 4-bit layer(s) for CPU inference (an eval() pass on a CPU "
+                      f"with AVX512-BF16), e.g. {undone[0]!r}; peftlab unpacked them so that gradients flow through "
+                      f"them. Their block scales keep bitsandbytes' bfloat16 rounding (at most 2^-8 of each scale); "
+                      f"load the model again for the exact original weights.")
+    return undone
+
+register_model_preparer(keep_trainable_layers_unpacked)   # run by every tuner before it injects adapters
 
 # %% ../nbs/10_quant.ipynb #07f75dd3
 from .dora import DoraLinear
