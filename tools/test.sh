@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # The test command: set up .venv, check the package is exactly what the notebooks export, run every notebook
-# (library notebooks and tutorials in quick mode) with nbdev_test, and print a "N passed, N failed" line.
+# (library notebooks and tutorials in quick mode) with nbdev_test, install the built package into a clean virtual
+# environment without extras (tools/install_test.sh), and print a "N passed, N failed" line.
+#   bash tools/test.sh            with the locked versions (tools/constraints.txt): what CI runs
+#   bash tools/test.sh --newest   with the newest release of every dependency (.venv-newest)
+#   bash tools/test.sh --oldest   with the floors settings.ini declares (.venv-oldest)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup_env.sh || exit 1
-source .venv/bin/activate
+case "${1:-}" in
+  "") export PEFTLAB_DEPS=locked; VENV=.venv ;;
+  --newest) export PEFTLAB_DEPS=newest; VENV=.venv-newest ;;
+  --oldest) export PEFTLAB_DEPS=oldest; VENV=.venv-oldest ;;
+  *) echo "usage: bash tools/test.sh [--newest|--oldest]"; exit 2 ;;
+esac
+VENV=$VENV bash tools/setup_env.sh || { echo "0 passed, 1 failed"; exit 1; }
+source "$VENV/bin/activate"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
 # nbdev_test runs 2 notebooks at once on 2 cores: one thread each, or they oversubscribe the cores and crawl
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
@@ -25,6 +35,11 @@ find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -name '_*' | s
       f="$1"; out="$2/$(echo "$f" | tr / _).log"; t0=$SECONDS
       if nbdev_test --path "$f" --do_print > "$out" 2>&1; then echo "PASS $f ($((SECONDS - t0)) s)"
       else echo "FAIL $f ($((SECONDS - t0)) s)"; grep -v "USDT:" "$out" | tail -60; fi' _ {} "$logs" | tee "$logs/summary"
+# A plain `pip install` of the built wheel (no extras) into a fresh virtual environment: imports silently, runs the
+# README quickstart, plans a 7B model from the shipped configs (tools/install_test.sh)
+t0=$SECONDS
+if bash tools/install_test.sh > "$logs/install.log" 2>&1; then echo "PASS tools/install_test.sh ($((SECONDS - t0)) s)"
+else echo "FAIL tools/install_test.sh ($((SECONDS - t0)) s)"; tail -40 "$logs/install.log"; fi | tee -a "$logs/summary"
 total=$(grep -c "^PASS \|^FAIL " "$logs/summary" || true)
 failed=$(grep -c "^FAIL " "$logs/summary" || true)
 rm -rf "$logs"
