@@ -10,7 +10,7 @@ root=$PWD
 PY=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-"$PY" -m pip wheel -q --no-deps -w "$tmp/dist" . 2>&1 | grep -v "Warning\|!!\|\*\*\*\|^\s*$\|license\|classifiers\|SPDX\|_finalize\|wheel_obj\|packaging.python" || true
+"$PY" -m pip wheel -q --no-deps -w "$tmp/dist" . > "$tmp/wheel.log" 2>&1 || { tail -40 "$tmp/wheel.log"; exit 1; }
 "$PY" -m venv "$tmp/venv"
 cons=(); [ "${PEFTLAB_DEPS:-locked}" = locked ] && { grep -v '^torch==' tools/constraints.txt > "$tmp/cons.txt"; cons=(-c "$tmp/cons.txt"); }
 pipq() { "$tmp/venv/bin/python" -m pip install -q "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
