@@ -16,8 +16,8 @@ __all__ = ['LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'PEFT_TYPE_TO_CONFIG_
            'check_target_module_exists', 'model_type_of', 'resolve_target_modules', 'linear_fan_in_fan_out',
            'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear', 'register_packed_weight',
            'register_model_preparer', 'prepare_layer_libraries', 'AdapterLayer', 'MixedBatch', 'mixed_batch',
-           'loading_adapter', 'is_loading_adapter', 'ModulesToSaveWrapper', 'get_submodules', 'BaseTuner',
-           'register_peft_method', 'config_class_for']
+           'loading_adapter', 'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper', 'get_submodules',
+           'BaseTuner', 'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -475,17 +475,22 @@ def mixed_batch(adapter_names) -> MixedBatch:
 
 # %% ../nbs/00_core.ipynb #5964ff91
 _LOADING = contextvars.ContextVar("peftlab_loading_adapter", default=False)
+_BASE_PREPARED = contextvars.ContextVar("peftlab_base_prepared", default=False)
 
 @contextlib.contextmanager
-def loading_adapter():
-    "Mark adapter creation inside this block as loading from files: weight-changing initialisations are skipped."
-    token = _LOADING.set(True)
+def loading_adapter(base_prepared: bool = False): # the base already holds what a weight-changing init would derive
+    "Mark adapter creation inside this block as loading from files: the adapter's tensors come from the file."
+    t1, t2 = _LOADING.set(True), _BASE_PREPARED.set(base_prepared)
     try: yield
-    finally: _LOADING.reset(token)
+    finally: _LOADING.reset(t1); _BASE_PREPARED.reset(t2)
 
 def is_loading_adapter() -> bool:
     "True inside `loading_adapter()`."
     return _LOADING.get()
+
+def base_is_prepared() -> bool:
+    "True inside `loading_adapter(base_prepared=True)`: the user says the base already holds a residual (PiSSA, OLoRA)."
+    return _BASE_PREPARED.get()
 
 # %% ../nbs/00_core.ipynb #473f8f7a
 class ModulesToSaveWrapper(nn.Module):
