@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_io.ipynb #e70344ae
 from __future__ import annotations
-import json, os, tempfile, uuid, warnings
+import contextlib, hashlib, json, os, re, tempfile, time, uuid, warnings
 from pathlib import Path
 from typing import Optional, Union
 import torch
@@ -15,10 +15,11 @@ from .model import PeftModel, MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 
 # %% auto #0
 __all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'PEFT_FORMAT_VERSION', 'EMBEDDING_LAYER_NAMES',
-           'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
-           'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
-           'AutoPeftModelForFeatureExtraction', 'adapter_key_map', 'get_peft_model_state_dict',
-           'set_peft_model_state_dict', 'atomic_write_files', 'convert_to_plain_lora', 'load_peft_weights',
+           'JOURNAL_NAME', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
+           'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
+           'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'adapter_key_map',
+           'get_peft_model_state_dict', 'set_peft_model_state_dict', 'folder_lock', 'write_adapter_files',
+           'committed_file', 'settle_folder', 'config_fingerprint', 'convert_to_plain_lora', 'load_peft_weights',
            'AutoPeftModel']
 
 # %% ../nbs/11_io.ipynb #290e3867
@@ -88,12 +89,25 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
         peft_state = tuner.adapter_state_from_file(peft_state, adapter_name)
     kmap = adapter_key_map(model, adapter_name)
     model_sd = model.state_dict()
-    load, unexpected = {}, []
+    config = getattr(model, "peft_config", {}).get(adapter_name)
+    extras = set(_extra_keys(model, config, save_embedding_layers=True)) if config is not None else set()
+    owned = set(kmap.values())
+    load, unexpected, base_keys = {}, [], []
     for k, v in peft_state.items():
         fk = k if (k in kmap or k in model_sd) else ("base_model.model." + k)   # tolerate a missing prefix
         if fk in kmap: load[kmap[fk]] = v
-        elif fk in model_sd and not any(fk == mk for mk in kmap.values()): load[fk] = v
+        elif fk in model_sd and fk not in owned:
+            # an adapter file may carry base tensors only where its config says so (bias modes, embedding targets),
+            # or tensors the method keeps outside its layers under the adapter's name (e.g. VeRA's shared projections)
+            if fk in extras or adapter_name in fk.split("."): load[fk] = v
+            else: base_keys.append(k)
         else: unexpected.append(k)
+    if base_keys:
+        raise ValueError(f"The checkpoint holds {len(base_keys)} tensor(s) of the base model that adapter "
+                         f"{adapter_name!r} does not own, e.g. {base_keys[:3]}; loading them would overwrite the base "
+                         f"model's weights. An adapter file holds only the adapter's tensors (plus biases for bias="
+                         f"'all'/'lora_only' and embeddings the adapter targets). Remove them from the file, or load "
+                         f"them into the base model yourself if you mean to.")
     missing = [fk for fk, mk in kmap.items() if mk not in load]
     if kmap and len(missing) == len(kmap):
         raise ValueError(f"None of the {len(kmap)} adapter tensors of {adapter_name!r} were found in the checkpoint "
@@ -110,33 +124,110 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
     return {"missing": missing, "unexpected": unexpected}
 
 # %% ../nbs/11_io.ipynb #dc67f6bc
-def atomic_write_files(writers: dict) -> None:
-    "Write `{path: fn(tmp_path)}` so each path is either its old content or its complete new content."
-    tmps = {}
+JOURNAL_NAME = ".peftlab-commit.json"
+_TMP_RE = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$")   # our temporaries: `.<name>.tmp-<8 hex>`
+
+@contextlib.contextmanager
+def folder_lock(folder, exclusive: bool = True):
+    "Hold an advisory `flock` on `folder` itself (no lock file): exclusive for writers, shared for readers."
+    try: import fcntl
+    except ImportError: fcntl = None                  # Windows: no flock; the journal still makes crashes safe
+    fd = None
+    if fcntl is not None:
+        try: fd = os.open(folder, os.O_RDONLY)
+        except OSError: fd = None
     try:
-        for path, write in writers.items():
-            path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-            tmps[path] = tmp
-            write(str(tmp))
-            with open(tmp, "rb") as f: os.fsync(f.fileno())
-        for path, tmp in tmps.items(): os.replace(tmp, path)
+        if fd is not None:
+            try: fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            except OSError: pass                      # a filesystem without locks (some network mounts)
+        yield
     finally:
-        for tmp in tmps.values():
-            if tmp.exists(): tmp.unlink()
+        if fd is not None: os.close(fd)               # closing releases the lock
+
+def _fsync_dir(folder: Path):
+    try: fd = os.open(folder, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
+
+def _roll_forward(folder: Path) -> bool:
+    "Finish the commit a journal in `folder` describes (idempotent); True if there was one."
+    journal = folder / JOURNAL_NAME
+    try: plan = json.loads(journal.read_text(encoding="utf-8"))
+    except FileNotFoundError: return False
+    except (ValueError, OSError): plan = {}           # written by rename, so never torn; unreadable: nothing to replay
+    for name, tmp in (plan.get("replace") or {}).items():
+        try: os.replace(folder / tmp, folder / name)
+        except FileNotFoundError: pass                # renamed before the interruption
+    for name in plan.get("remove") or []: (folder / name).unlink(missing_ok=True)
+    _fsync_dir(folder)
+    journal.unlink(missing_ok=True)
+    _fsync_dir(folder)
+    return True
+
+def _clean_debris(folder: Path) -> list[str]:
+    "Remove the temporaries of saves that were killed before their commit (call with the lock held)."
+    gone = [p.name for p in folder.iterdir() if _TMP_RE.match(p.name) and p.is_file()]
+    for n in gone: (folder / n).unlink(missing_ok=True)
+    return gone
+
+def write_adapter_files(folder, writers: dict, remove=()) -> None:
+    "Replace files `{name: fn(tmp_path)}` in `folder` and delete `remove`, as one unit (see above)."
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder, exclusive=True):
+        _roll_forward(folder); _clean_debris(folder)
+        tmps = {}
+        try:
+            for name, write in writers.items():
+                tmps[name] = f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+                write(str(folder / tmps[name]))
+                with open(folder / tmps[name], "rb") as f: os.fsync(f.fileno())
+            plan = {"replace": tmps, "remove": [n for n in remove if n not in writers]}
+            jtmp = folder / f"{JOURNAL_NAME}.tmp-{uuid.uuid4().hex[:8]}"
+            with open(jtmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps(plan)); f.flush(); os.fsync(f.fileno())
+            os.replace(jtmp, folder / JOURNAL_NAME)   # the commit point
+        except BaseException:
+            for t in tmps.values(): (folder / t).unlink(missing_ok=True)
+            raise
+        _roll_forward(folder)
+
+def committed_file(folder, name: str) -> Path:
+    "The path of `name` as the folder's last commit left it: a read-only reader of a journal-holding folder reads the temporary."
+    folder = Path(folder)
+    try: tmp = (json.loads((folder / JOURNAL_NAME).read_text(encoding="utf-8")).get("replace") or {}).get(name)
+    except (FileNotFoundError, ValueError, OSError): tmp = None
+    return folder / tmp if tmp and (folder / tmp).is_file() else folder / name
+
+def settle_folder(folder) -> None:
+    "Replay a journal a killed save left in `folder`, if we may write there."
+    folder = Path(folder)
+    if not (folder / JOURNAL_NAME).exists(): return
+    with folder_lock(folder, exclusive=True):
+        try: _roll_forward(folder)
+        except OSError: pass                          # read-only: `committed_file` reads the journal's files
 
 def _write_json(obj):
     def w(p):
         with open(p, "w", encoding="utf-8") as f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
     return w
 
-def _write_tensors(tensors: dict, safe: bool):
+def _write_tensors(tensors: dict, safe: bool, metadata: Optional[dict] = None):
     def w(p):
         if safe:
             from safetensors.torch import save_file
-            save_file(tensors, p, metadata={"format": "pt"})
+            save_file(tensors, p, metadata={"format": "pt", **(metadata or {})})
         else: torch.save(tensors, p)
     return w
+
+_CONFIG_META_KEYS = ("base_model_name_or_path", "revision", "inference_mode", "peft_version", "auto_mapping")
+
+def config_fingerprint(d: dict) -> str:
+    "A hash of the config fields that give an adapter's tensors their meaning (not base name, revision or mode)."
+    core = {k: v for k, v in json.loads(json.dumps(d, default=str)).items() if k not in _CONFIG_META_KEYS}
+    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
 # %% ../nbs/11_io.ipynb #da46ef2c
 def _config_for_saving(model: PeftModel, adapter_name: str) -> dict:
@@ -198,6 +289,11 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
     names = list(self.peft_config) if selected_adapters is None else list(selected_adapters)
     unknown = [n for n in names if n not in self.peft_config]
     if unknown: raise ValueError(f"Cannot save unknown adapters {unknown}; this model has {sorted(self.peft_config)}.")
+    root = Path(save_directory).resolve()
+    for n in names:   # an adapter's folder is save_directory itself (default) or one sub-folder of it, never elsewhere
+        if n != "default" and (root / n).resolve().parent != root:
+            raise ValueError(f"Adapter name {n!r} would be saved outside {str(save_directory)!r}; adapter names are "
+                             f"plain words such as 'task_a' (no path separators, '..' or absolute paths).")
     if not is_main_process: return
     initial = kwargs.get("path_initial_model_for_weight_conversion")
     sd = self.state_dict()
@@ -214,72 +310,169 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
             raise ValueError("This model is on the meta device (a plan, with no weights); there is nothing to save.")
         d = _config_for_saving(self, name)
         if initial is not None: d, clean = convert_to_plain_lora(d, clean, load_peft_weights(initial), initial)
-        writers = {out / (SAFETENSORS_WEIGHTS_NAME if safe_serialization else WEIGHTS_NAME): _write_tensors(clean, safe_serialization),
-                   out / CONFIG_NAME: _write_json(d)}
+        wname, other = (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME) if safe_serialization else (WEIGHTS_NAME, SAFETENSORS_WEIGHTS_NAME)
+        writers = {wname: _write_tensors(clean, safe_serialization, {"peftlab_config": config_fingerprint(d)}),
+                   CONFIG_NAME: _write_json(d)}
         if not (out / "README.md").exists():
-            writers[out / "README.md"] = lambda p, d=d: Path(p).write_text(_model_card(d))
-        atomic_write_files(writers)
+            writers["README.md"] = lambda p, d=d: Path(p).write_text(_model_card(d))
+        write_adapter_files(out, writers, remove=[other])   # one unit; the other weight format would load instead
 
 # %% ../nbs/11_io.ipynb #3e564955
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$")   # the hub's `name` or `namespace/name`
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+def _no_adapter_here(model_id: str, why: str) -> ValueError:
+    p = Path(model_id).expanduser()
+    parent = next((q for q in [p.parent, *p.parent.parents] if q.is_dir()), None)
+    hint = ""
+    if parent is not None:
+        import difflib
+        close = difflib.get_close_matches(p.name, [c.name for c in parent.iterdir() if c.is_dir()], n=3)
+        if close: hint = f" Folders with a similar name in {str(parent)!r}: {close}."
+    return ValueError(f"No adapter at {model_id!r}: neither a local folder nor a reachable hub repository was found "
+                      f"({why}).{hint} Pass the folder save_pretrained wrote, or a hub repository id 'namespace/name'.")
+
+def _local_folder(model_id: str, subfolder: Optional[str] = None) -> Optional[Path]:
+    "The local folder of an adapter, or None when `model_id` is a hub id to ask; fails fast on what is neither."
+    p = Path(model_id).expanduser()
+    if p.is_dir(): return p / (subfolder or "")
+    looks_local = (os.path.isabs(model_id) or model_id.startswith((".", "~")) or "\\" in model_id or p.exists()
+                   or not _REPO_ID.match(model_id) or (len(p.parts) > 1 and Path(p.parts[0]).is_dir()))
+    if looks_local: raise _no_adapter_here(model_id, "there is no such folder, and it is not a hub repository id")
+    if _hub_offline(): raise _no_adapter_here(model_id, "no such local folder; HF_HUB_OFFLINE is set, so the hub was not asked")
+    return None
+
 def _resolve_file(model_id: str, filename: str, subfolder: Optional[str] = None, **hub_kwargs) -> Optional[str]:
-    "A local file in folder `model_id`, or the hub's copy when `model_id` is a repo id (None if absent)."
-    folder = Path(model_id) / (subfolder or "")
-    if Path(model_id).is_dir(): return str(folder / filename) if (folder / filename).is_file() else None
+    "A local file in folder `model_id` (its last commit), or the hub's copy when `model_id` is a repo id (None if absent)."
+    folder = _local_folder(str(model_id), subfolder)
+    if folder is not None:
+        f = committed_file(folder, filename)
+        return str(f) if f.is_file() else None
+    from huggingface_hub import hf_hub_download
     try:
-        from huggingface_hub import hf_hub_download
-        return hf_hub_download(model_id, filename, subfolder=subfolder, **{k: v for k, v in hub_kwargs.items()
-                                                                           if k in ("revision", "token", "cache_dir")})
-    except Exception:
-        return None
+        return hf_hub_download(str(model_id), filename, subfolder=subfolder,
+                               **{k: v for k, v in hub_kwargs.items() if k in ("revision", "token", "cache_dir")})
+    except Exception as e:
+        if "EntryNotFound" in type(e).__name__: return None        # the repository exists, the file does not
+        raise _no_adapter_here(str(model_id), f"no such local folder, and the hub said {type(e).__name__}") from None
+
+def _config_dict(raw: bytes, where) -> dict:
+    "Parse an adapter config file's bytes; a `ValueError` naming the file for anything that is not a PEFT config object."
+    try: d = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError(f"{where} is nested too deeply to be an adapter config; the file is damaged.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{where} is not valid JSON ({e}); the adapter config is damaged.") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} holds a JSON {type(d).__name__ if d is not None else 'null'}, not an object; an "
+                         f"adapter config is an object like {{\"peft_type\": \"LORA\", \"r\": 8, ...}}.")
+    if "peft_type" not in d: raise ValueError(f"{where} has no 'peft_type'; it is not a PEFT adapter config.")
+    if not isinstance(d["peft_type"], str):
+        raise ValueError(f"{where}: 'peft_type' is {d['peft_type']!r}; it must be a method name such as \"LORA\".")
+    return d
+
+def _config_from_dict(d: dict, where, cls=None) -> PeftConfig:
+    "The config object for a parsed adapter config; errors name the file."
+    d = dict(d)
+    try: target = config_class_for(d["peft_type"])
+    except (KeyError, ValueError) as e: raise ValueError(f"{where}: {e}") from None
+    if cls not in (None, PeftConfig, target) and not issubclass(target, cls):
+        raise ValueError(f"{where} holds a {d['peft_type']} config, not a {cls.__name__}.")
+    d.pop("runtime_config", None)
+    try: return target.from_dict(d)
+    except (TypeError, ValueError) as e: raise ValueError(f"{where}: {e}") from None
+
+def _read_weights(path: Path, device: str):
+    "Tensors and metadata of one weights file; never unpickles."
+    if path.name.endswith(".safetensors") or path.suffix == ".safetensors" or ".safetensors.tmp-" in path.name:
+        from safetensors import safe_open
+        try:
+            with safe_open(str(path), framework="pt", device=device) as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
+        except Exception as e:
+            raise ValueError(f"Could not read adapter weights from {path}: {e}. The file is damaged or not a "
+                             f"safetensors file; save the adapter again.") from None
+    try: return torch.load(path, map_location=device, weights_only=True), {}
+    except Exception as e:
+        raise ValueError(f"Could not read adapter weights from {path}: {e}. Only plain tensor checkpoints load "
+                         f"(weights_only=True); nothing else is unpickled.") from None
+
+def _weights_file(model_id: str, subfolder: Optional[str] = None, **hub_kwargs) -> Path:
+    for name in (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME):
+        f = _resolve_file(str(model_id), name, subfolder, **hub_kwargs)
+        if f is not None: return Path(f)
+    raise ValueError(f"No {SAFETENSORS_WEIGHTS_NAME} or {WEIGHTS_NAME} at {str(model_id)!r}"
+                     f"{' (subfolder ' + repr(subfolder) + ')' if subfolder else ''}.")
+
+def _read_adapter(model_id, subfolder: Optional[str] = None, device: Optional[str] = None, **hub_kwargs):
+    "Config dict and tensors of ONE save, read together: `(config, tensors, config path, weights path)`."
+    model_id, device = str(model_id), device or "cpu"
+    folder = _local_folder(model_id, subfolder)
+    def read():
+        c = _resolve_file(model_id, CONFIG_NAME, subfolder, **hub_kwargs)
+        if c is None:
+            raise ValueError(f"No {CONFIG_NAME} found at {model_id!r}{' (subfolder ' + repr(subfolder) + ')' if subfolder else ''}; "
+                             f"point to a folder written by save_pretrained.")
+        d = _config_dict(Path(c).read_bytes(), Path(c).parent / CONFIG_NAME)
+        w = _weights_file(model_id, subfolder, **hub_kwargs)
+        tensors, meta = _read_weights(w, device)
+        return d, tensors, meta, Path(c).parent / CONFIG_NAME, w.parent / w.name.split(".tmp-")[0].lstrip(".")
+    if folder is None: d, tensors, meta, c, w = read(); return d, tensors, c, w
+    settle_folder(folder) if folder.is_dir() else None
+    for attempt in range(5):
+        with folder_lock(folder, exclusive=False) if folder.is_dir() else contextlib.nullcontext():
+            d, tensors, meta, c, w = read()
+        fp = meta.get("peftlab_config")
+        if fp is None or fp == config_fingerprint(d): return d, tensors, c, w
+        time.sleep(0.05 * (attempt + 1))   # a writer that ignores the lock may be half-way: read again
+    warnings.warn(f"{c} was not written by the save that wrote {w} (the config was edited, or copied from another "
+                  f"save). Loading goes on with the config as it is; if r, alpha or the targets differ from the "
+                  f"ones the weights were trained with, the outputs are wrong.")
+    return d, tensors, c, w
 
 @patch(cls_method=True)
 def from_pretrained(cls: PeftConfig, pretrained_model_name_or_path: str, subfolder: Optional[str] = None, **kwargs):
     "Read `adapter_config.json` from a folder (or the hub) into the right config class."
-    path = _resolve_file(str(pretrained_model_name_or_path), CONFIG_NAME, subfolder, **kwargs)
-    if path is None:
-        raise ValueError(f"No {CONFIG_NAME} found at {pretrained_model_name_or_path!r}"
-                         f"{' (subfolder ' + repr(subfolder) + ')' if subfolder else ''}; point to a folder written "
-                         f"by save_pretrained.")
-    try: d = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); the adapter config is damaged.") from None
-    if "peft_type" not in d: raise ValueError(f"{path} has no 'peft_type'; it is not a PEFT adapter config.")
-    target = config_class_for(d["peft_type"])
-    if cls not in (PeftConfig, target) and not issubclass(target, cls):
-        raise ValueError(f"{path} holds a {d['peft_type']} config, not a {cls.__name__}.")
-    d.pop("runtime_config", None)
-    return target.from_dict(d)
+    model_id = str(pretrained_model_name_or_path)
+    folder = _local_folder(model_id, subfolder)
+    if folder is not None and folder.is_dir(): settle_folder(folder)
+    with folder_lock(folder, exclusive=False) if (folder is not None and folder.is_dir()) else contextlib.nullcontext():
+        path = _resolve_file(model_id, CONFIG_NAME, subfolder, **kwargs)
+        if path is None:
+            raise ValueError(f"No {CONFIG_NAME} found at {model_id!r}{' (subfolder ' + repr(subfolder) + ')' if subfolder else ''}; "
+                             f"point to a folder written by save_pretrained.")
+        raw = Path(path).read_bytes()
+    where = Path(path).parent / CONFIG_NAME
+    return _config_from_dict(_config_dict(raw, where), where, cls)
 
 def load_peft_weights(model_id: str, device: Optional[str] = None, subfolder: Optional[str] = None, **hub_kwargs) -> dict:
     "Adapter tensors from `adapter_model.safetensors` (preferred) or a legacy `adapter_model.bin`."
-    device = device or "cpu"
-    st = _resolve_file(str(model_id), SAFETENSORS_WEIGHTS_NAME, subfolder, **hub_kwargs)
-    if st is not None:
-        from safetensors.torch import load_file
-        try: return load_file(st, device=device)
-        except Exception as e:
-            raise ValueError(f"Could not read adapter weights from {st}: {e}. The file is damaged or not a "
-                             f"safetensors file; save the adapter again.") from None
-    bn = _resolve_file(str(model_id), WEIGHTS_NAME, subfolder, **hub_kwargs)
-    if bn is not None:
-        try: return torch.load(bn, map_location=device, weights_only=True)
-        except Exception as e:
-            raise ValueError(f"Could not read adapter weights from {bn}: {e}. Only plain tensor checkpoints load "
-                             f"(weights_only=True); nothing else is unpickled.") from None
-    raise ValueError(f"No {SAFETENSORS_WEIGHTS_NAME} or {WEIGHTS_NAME} at {model_id!r}"
-                     f"{' (subfolder ' + repr(subfolder) + ')' if subfolder else ''}.")
+    folder = _local_folder(str(model_id), subfolder)
+    if folder is not None and folder.is_dir(): settle_folder(folder)
+    with folder_lock(folder, exclusive=False) if (folder is not None and folder.is_dir()) else contextlib.nullcontext():
+        return _read_weights(_weights_file(str(model_id), subfolder, **hub_kwargs), device or "cpu")[0]
 
 # %% ../nbs/11_io.ipynb #e5bf0836
 @patch
 def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable: bool = False,
-                 torch_device: Optional[str] = None, subfolder: Optional[str] = None, **kwargs):
+                 torch_device: Optional[str] = None, subfolder: Optional[str] = None,
+                 residual_base: bool = False, # the base already holds the residual of a PiSSA / OLoRA adapter
+                 **kwargs):
     "Load the adapter saved at `model_id` into this model under the name `adapter_name`."
-    if adapter_name not in self.peft_config:
-        config = PeftConfig.from_pretrained(model_id, subfolder=subfolder, **kwargs)
+    files = kwargs.pop("_adapter_files", None)
+    d, weights, cpath, wpath = files or _read_adapter(model_id, subfolder, torch_device, **kwargs)
+    created = adapter_name not in self.peft_config
+    if created:
+        config = _config_from_dict(d, cpath)
         config.inference_mode = not is_trainable
-        with loading_adapter(): self.add_adapter(adapter_name, config)   # no PiSSA/OLoRA/LoftQ re-run on load
-    weights = load_peft_weights(model_id, device=torch_device, subfolder=subfolder, **kwargs)
-    result = set_peft_model_state_dict(self, weights, adapter_name)
+        with loading_adapter(base_prepared=residual_base): self.add_adapter(adapter_name, config)
+    try: result = set_peft_model_state_dict(self, weights, adapter_name)
+    except ValueError as e:
+        if created and len(self.peft_config) > 1:      # a failed load leaves the model as it was
+            with contextlib.suppress(Exception): self.delete_adapter(adapter_name)
+        raise ValueError(f"{wpath}: {e}") from None
     if not is_trainable:
         self.base_model._freeze_adapter(adapter_name)
         self.eval()
@@ -288,15 +481,23 @@ def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable
 @patch(cls_method=True)
 def from_pretrained(cls: PeftModel, model: nn.Module, model_id: str, adapter_name: str = "default",
                     is_trainable: bool = False, config: Optional[PeftConfig] = None,
-                    autocast_adapter_dtype: bool = True, low_cpu_mem_usage: bool = False, **kwargs) -> PeftModel:
+                    autocast_adapter_dtype: bool = True, low_cpu_mem_usage: bool = False,
+                    residual_base: bool = False, # `model` already holds the residual of this PiSSA / OLoRA adapter
+                    **kwargs) -> PeftModel:
     "Wrap `model` with the adapter saved at `model_id` (a folder or a hub repo id)."
     if isinstance(model, PeftModel):
         raise ValueError("`model` is already a PeftModel; use peft_model.load_adapter(path, adapter_name) instead.")
-    config = config or PeftConfig.from_pretrained(model_id, subfolder=kwargs.get("subfolder"), **kwargs)
+    subfolder = kwargs.pop("subfolder", None)
+    files = _read_adapter(model_id, subfolder, kwargs.get("torch_device"), **kwargs)
+    config = config or _config_from_dict(files[0], files[2])
     config.inference_mode = not is_trainable
     if cls is PeftModel: cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, PeftModel)
-    with loading_adapter(): pm = cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
-    pm.load_adapter(model_id, adapter_name, is_trainable=is_trainable, **kwargs)
+    with loading_adapter(base_prepared=residual_base):
+        pm = cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+    try: pm.load_adapter(model_id, adapter_name, is_trainable=is_trainable, subfolder=subfolder, _adapter_files=files, **kwargs)
+    except BaseException:
+        with contextlib.suppress(Exception): pm.unload()   # give the caller's model back without adapter layers
+        raise
     return pm
 
 # %% ../nbs/11_io.ipynb #f601bbff

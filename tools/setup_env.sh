@@ -37,6 +37,9 @@ cfg = configparser.ConfigParser(delimiters=["="]); cfg.read("settings.ini")
 for req in shlex.split(cfg["DEFAULT"]["requirements"]):
     name, _, floor = req.partition(">=")
     if floor and name != "torch": print(f"{name}=={floor}")   # torch: TORCH_SPEC decides
+# test tools are not floors: take the locked ones pip would otherwise backtrack through (old accelerate wants numpy<2)
+for line in open("tools/constraints.txt"):
+    if line.split("==")[0].lower() in ("accelerate", "datasets"): print(line.strip())
 PY
   ;;
 esac
