@@ -125,7 +125,8 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
 
 # %% ../nbs/11_io.ipynb #dc67f6bc
 JOURNAL_NAME = ".peftlab-commit.json"
-_TMP_RE = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$")   # our temporaries: `.<name>.tmp-<8 hex>`
+# temporaries of killed saves: ours (`.<name>.tmp-<8 hex>`) and safetensors' own (`.tmp<6 letters>`, Rust's tempfile)
+_TMP_RE = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$|^\.tmp[A-Za-z0-9]{6}$")
 
 @contextlib.contextmanager
 def folder_lock(folder, exclusive: bool = True):
