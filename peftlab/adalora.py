@@ -44,27 +44,26 @@ class AdaLoraConfig(LoraConfig):
     total_step: Optional[int] = None  # total training steps (required)
     rank_pattern: Optional[dict] = None  # the final keep-masks, written when the schedule ends
 
+    # ranges checked by PeftConfig for every field; rank_pattern holds boolean keep-masks here, not ranks
+    _ranges = {"rank_pattern": None, "target_r": "[1, 1048576]", "init_r": "[1, 1048576]", "tinit": "[0, inf)",
+               "tfinal": "[0, inf)", "deltaT": "[1, inf)", "beta1": "(0, 1)", "beta2": "(0, 1)",
+               "orth_reg_weight": "[0, inf)", "total_step": "[1, inf)"}
+
     def __post_init__(self):
         super().__post_init__()
         if self.r != 8: warnings.warn("AdaLoRA ignores `r`; the initial rank is `init_r`.")
         if self.init_lora_weights not in (True, False, "gaussian"):
-            raise ValueError(f"AdaLoRA starts from its own P, Λ = 0, Q; init_lora_weights={self.init_lora_weights!r} "
-                             f"(PiSSA / OLoRA / LoftQ) is for LoRA adapters; use True (or 'gaussian') here.")
-        if self.total_step is None or self.total_step <= 0:
-            raise ValueError(f"AdaLoRA needs total_step > 0 (the number of training steps, which sets the pruning "
-                             f"schedule); got total_step={self.total_step!r}.")
-        if not (0 < self.target_r <= self.init_r):
-            raise ValueError(f"target_r must be in 1..init_r: ranks are only ever pruned, so the target "
+            raise ValueError(f"AdaLoraConfig.init_lora_weights={self.init_lora_weights!r}: AdaLoRA starts from its own "
+                             f"P, Λ = 0, Q; PiSSA / OLoRA / LoftQ are for LoRA adapters; use True (or 'gaussian') here.")
+        if self.total_step is None:
+            raise ValueError("AdaLoraConfig.total_step is None: AdaLoRA needs total_step > 0 (the number of training "
+                             "steps, which sets the pruning schedule), e.g. total_step=1000.")
+        if self.target_r > self.init_r:
+            raise ValueError(f"AdaLoraConfig.target_r must be in 1..init_r: ranks are only ever pruned, so the target "
                              f"(target_r={self.target_r}) cannot exceed the start (init_r={self.init_r}).")
-        if self.orth_reg_weight < 0: raise ValueError(f"orth_reg_weight must be >= 0; got {self.orth_reg_weight}.")
-        if not (0 < self.beta1 < 1 and 0 < self.beta2 < 1):
-            raise ValueError(f"beta1 and beta2 must be in (0, 1); got {self.beta1}, {self.beta2}.")
-        if self.deltaT < 1: raise ValueError(f"deltaT must be >= 1; got {self.deltaT}.")
         if self.tinit >= self.total_step - self.tfinal:
-            raise ValueError(f"tinit ({self.tinit}) must be < total_step - tfinal ({self.total_step} - {self.tfinal}) "
-                             f"so that there is a budgeting phase; lower tinit/tfinal or raise total_step.")
-
-    def _check_rank_pattern(self): pass   # here rank_pattern holds boolean keep-masks, not ranks
+            raise ValueError(f"AdaLoraConfig.tinit ({self.tinit}) must be < total_step - tfinal ({self.total_step} - "
+                             f"{self.tfinal}) so that there is a budgeting phase; lower tinit/tfinal or raise total_step.")
 
 # %% ../nbs/03_adalora.ipynb #e4893f54
 class AdaLoraLayer(AdapterLayer):

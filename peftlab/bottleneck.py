@@ -36,18 +36,17 @@ class BottleneckConfig(TunerConfig):
     scaling: float = 1.0                   # s, the factor on the adapter's output
     init_weights: bool = True              # up-projection zero (identity); False: random (tests)
 
+    _ranges = {"bottleneck_size": "[1, 1048576]", "reduction_factor": "[1, 1048576]", "adapter_dropout": "[0, 1)"}
+
     def __post_init__(self):
         self.peft_type = PeftType.BOTTLENECK
-        super().__post_init__()
-        self.placement = str(self.placement).lower()
+        super().__post_init__()   # types and ranges of every field (PeftConfig)
+        self.placement = self.placement.lower()
         if self.placement not in BOTTLENECK_TARGET_MODULES:
-            raise ValueError(f"placement must be 'houlsby' or 'pfeiffer', got {self.placement!r}.")
+            raise ValueError(f"BottleneckConfig.placement={self.placement!r}; use 'houlsby' or 'pfeiffer'.")
         if self.non_linearity not in NON_LINEARITIES:
-            raise ValueError(f"non_linearity {self.non_linearity!r} is unknown; choose one of {sorted(NON_LINEARITIES)}.")
-        if self.bottleneck_size is not None and self.bottleneck_size <= 0:
-            raise ValueError(f"bottleneck_size must be a positive integer, got {self.bottleneck_size}.")
-        if self.bottleneck_size is None and (self.reduction_factor is None or self.reduction_factor <= 0):
-            raise ValueError("Give bottleneck_size or a positive reduction_factor.")
+            raise ValueError(f"BottleneckConfig.non_linearity={self.non_linearity!r} is unknown; choose one of "
+                             f"{sorted(NON_LINEARITIES)}.")
 
     def size_for(self, d: int) -> int:
         "The bottleneck width for a hidden size `d`."

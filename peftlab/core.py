@@ -4,9 +4,9 @@
 
 # %% ../nbs/00_core.ipynb #b025c762
 from __future__ import annotations
-import contextlib, contextvars, copy, difflib, enum, functools, importlib, inspect, re, warnings
+import contextlib, contextvars, copy, dataclasses, difflib, enum, functools, importlib, inspect, math, os, re, typing, warnings
 from dataclasses import dataclass, field, fields, asdict
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Literal, Optional, Union
 import torch
 import torch.nn as nn
 
@@ -17,7 +17,8 @@ __all__ = ['LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'PEFT_TYPE_TO_CONFIG_
            'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear', 'register_packed_weight',
            'register_model_preparer', 'prepare_layer_libraries', 'AdapterLayer', 'MixedBatch', 'mixed_batch',
            'loading_adapter', 'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper', 'get_submodules',
-           'BaseTuner', 'register_peft_method', 'config_class_for']
+           'check_adapter_name', 'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'register_peft_method',
+           'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -53,6 +54,48 @@ def patch(f=None, *, cls_method: bool = False, as_prop: bool = False):
     return patch_to(cls, cls_method=cls_method, as_prop=as_prop)(f)
 
 
+# %% ../nbs/00_core.ipynb #00218069
+def _type_name(hint) -> str:
+    "A type hint as a reader writes it: 'int', 'list[str] or None', \"'none' or 'all'\"."
+    o, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is type(None): return "None"
+    if o is Union: return " or ".join(dict.fromkeys(_type_name(a) for a in args))
+    if o is Literal: return " or ".join(repr(a) for a in args)
+    if o in (list, tuple, set) or hint in (list, tuple, set): return f"list[{_type_name(args[0])}]" if args else "list"
+    if o is dict or hint is dict: return f"dict[{_type_name(args[0])}, {_type_name(args[1])}]" if args else "dict"
+    if isinstance(hint, type) and issubclass(hint, enum.Enum): return " or ".join(repr(m.value) for m in hint)
+    return getattr(hint, "__name__", str(hint))
+
+def _conforms(v, hint) -> bool:
+    "Whether `v` fits the type hint: `True` is no int, an int is a float, a sub-config dataclass (LoftQConfig) is a dict."
+    o, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any: return True
+    if hint is type(None) or hint is None: return v is None
+    if o is Union: return any(_conforms(v, a) for a in args)
+    if o is Literal: return any(v == a and type(v) is type(a) for a in args)
+    if hint is bool: return isinstance(v, bool)
+    if hint is int: return isinstance(v, int) and not isinstance(v, bool)
+    if hint is float: return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return isinstance(v, hint) or (isinstance(v, str) and v in {m.value for m in hint})
+    if o in (list, tuple, set) or hint in (list, tuple, set):
+        return isinstance(v, (list, tuple, set, frozenset)) and (not args or all(_conforms(x, args[0]) for x in v))
+    if o is dict or hint is dict:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type): return not args
+        return isinstance(v, dict) and (not args or all(_conforms(k, args[0]) and _conforms(x, args[1]) for k, x in v.items()))
+    return isinstance(v, hint) if isinstance(hint, type) else True
+
+def _in_interval(v, interval: str) -> bool:
+    "Whether number `v` lies in an interval written as in maths: '[0, 1)', '[1, 1048576]', '(0, inf)'."
+    lo_b, lo, hi, hi_b = re.fullmatch(r"([\[(])([^,]+),([^,]+)([\])])", interval.replace(" ", "")).groups()
+    lo, hi = float(lo), float(hi)
+    return (v >= lo if lo_b == "[" else v > lo) and (v <= hi if hi_b == "]" else v < hi)
+
+def _numbers_in(v) -> list:
+    "The numbers a range applies to: `v` itself, the values of a dict (rank_pattern), the items of a list."
+    items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple, set, frozenset)) else [v]
+    return [x for x in items if isinstance(x, (int, float)) and not isinstance(x, bool)]
+
 # %% ../nbs/00_core.ipynb #26783254
 def _jsonable(v):
     if isinstance(v, enum.Enum): return v.value
@@ -61,6 +104,16 @@ def _jsonable(v):
     if isinstance(v, dict): return {str(k): _jsonable(o) for k, o in v.items()}
     if hasattr(v, "to_dict"): return v.to_dict()
     return v
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls) -> dict: return typing.get_type_hints(cls)
+
+def _enums_in(hint) -> list:
+    "The Enum classes a hint accepts (`Union[str, TaskType]` -> [TaskType])."
+    args = typing.get_args(hint) if typing.get_origin(hint) is Union else (hint,)
+    return [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
+
+def _enum_ok(E, v) -> bool: return isinstance(v, E) or (isinstance(v, str) and v in {m.value for m in E})
 
 @dataclass
 class PeftConfig:
@@ -72,13 +125,77 @@ class PeftConfig:
     inference_mode: bool = False                      # freeze the adapter (loading does this unless `is_trainable`)
     auto_mapping: Optional[dict] = None               # base class to rebuild when `task_type` is None
 
+    # field name -> the interval its numbers must lie in (a dict's values, a list's items); subclasses add theirs
+    _ranges = {"r": "[1, 1048576]", "layers_to_transform": "[0, 1048576]", "rank_pattern": "[1, 1048576]",
+               "lora_dropout": "[0, 1)", "rank_dropout": "[0, 1)", "module_dropout": "[0, 1)",
+               "num_virtual_tokens": "[1, 1048576]", "token_dim": "[1, 1048576]", "num_layers": "[1, 1048576]",
+               "num_attention_heads": "[1, 1048576]", "num_transformer_submodules": "[1, 2]",
+               "encoder_hidden_size": "[1, 1048576]"}
+    _regex_fields = ("target_modules", "exclude_modules", "layers_pattern")  # a string value is a regex
+    _regex_item_fields = ("layers_pattern",)                                 # ... and so is each list item
+    _regex_key_fields = ("rank_pattern", "alpha_pattern")                    # dict keys are regexes (PEFT's rule)
+    _examples = {"rank_pattern": {"q_proj": 16}, "alpha_pattern": {"q_proj": 32}, "modules_to_save": ["classifier"],
+                 "target_modules": ["q_proj", "v_proj"], "layers_to_transform": [0, 1]}   # for errors
+
     def __post_init__(self):
+        self._validate_fields()
         if self.peft_type is not None: self.peft_type = PeftType(self.peft_type)
-        if self.task_type is not None:
-            try: self.task_type = TaskType(self.task_type)
-            except ValueError:
-                raise ValueError(f"Unknown task_type {self.task_type!r}; use one of "
-                                 f"{[t.value for t in TaskType]} or None.") from None
+        if self.task_type is not None: self.task_type = TaskType(self.task_type)
+
+    @classmethod
+    def _field_ranges(cls) -> dict:
+        out = {}
+        for k in reversed(cls.__mro__): out.update(vars(k).get("_ranges", {}))
+        return {n: r for n, r in out.items() if r is not None}   # a subclass sets None to drop an inherited range
+
+    def _example(self, f) -> str:
+        d = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        d = self._examples.get(f.name, d)
+        return "" if d is None or d == {} or d == [] else f", e.g. {_jsonable(d)!r}"
+
+    def _fail(self, name: str, v, problem: str, right: str, exc=ValueError):
+        raise exc(f"{type(self).__name__}.{name}={v!r} {problem}; {right}.")
+
+    def _validate_fields(self):
+        "Check every field against its type hint, the range table and (regex fields) the regex syntax."
+        hints, ranges = _type_hints(type(self)), self._field_ranges()
+        for f in fields(self):
+            if f.name.startswith("_"): continue
+            name, v, hint = f.name, getattr(self, f.name), hints.get(f.name, Any)
+            if not _conforms(v, hint):
+                want = _type_name(hint)
+                if isinstance(v, str) and (_conforms(1, hint) or _conforms(0.5, hint)):
+                    self._fail(name, v, "is a string", f"give a number ({want}){self._example(f)}", TypeError)
+                if isinstance(v, str) and _conforms([v], hint):
+                    self._fail(name, v, "is a single string", f"give a list of names ({want}), e.g. {[v]!r}", TypeError)
+                self._fail(name, v, f"is a {type(v).__name__}", f"expected {want}{self._example(f)}", TypeError)
+            for E in _enums_in(hint):
+                if isinstance(v, str) and not any(_enum_ok(E2, v) for E2 in _enums_in(hint)):
+                    self._fail(name, v, f"is not a known {E.__name__}", f"use one of {[m.value for m in E]}")
+            for x in _numbers_in(v):
+                if not math.isfinite(x): self._fail(name, v, "is not a finite number", "NaN and inf are refused")
+                if name in ranges and not _in_interval(x, ranges[name]):
+                    self._fail(name, v, f"is out of range ({x!r} is not in {ranges[name]})",
+                               f"give a value in {ranges[name]}{self._example(f)}")
+            if isinstance(v, (list, tuple, set)) and any(isinstance(x, str) and not x.strip() for x in v):
+                self._fail(name, v, "holds an empty name", "every entry must be a module name such as 'q_proj'")
+            self._check_regexes(name, v)
+
+    def _check_regexes(self, name: str, v):
+        "Compile the regexes of `name` now, so that a typo is reported here and not at injection."
+        pats = []
+        if name in self._regex_fields and isinstance(v, str): pats = [v]
+        elif name in self._regex_item_fields and isinstance(v, (list, tuple, set)): pats = list(v)
+        elif name in self._regex_key_fields and isinstance(v, dict): pats = list(v)
+        for p in pats:
+            try: re.compile(rf"(.*\.)?({p})$" if name in self._regex_key_fields else p)
+            except re.error as e:
+                self._fail(name, v, f"{'is' if p is v else f'holds {p!r}, which is'} not a valid regular expression ({e})",
+                           "escape special characters (e.g. r'layers\\.0\\.q_proj') or give plain module names")
+
+    def check_model(self, model: nn.Module):
+        "Refuse, before anything changes, a config that cannot fit `model` (a method overrides this)."
 
     @property
     def is_prompt_learning(self) -> bool: return False
@@ -89,8 +206,15 @@ class PeftConfig:
 
     @classmethod
     def from_dict(cls, d: dict, **kwargs):
-        "Build a config from `adapter_config.json` contents; unknown keys are dropped with a warning."
+        "Build a config from `adapter_config.json` contents; unknown keys are dropped with one warning."
+        if not isinstance(d, dict):
+            raise TypeError(f"{cls.__name__}.from_dict needs a dict (the contents of adapter_config.json), "
+                            f"got a {type(d).__name__}.")
         d = {**d, **kwargs}
+        for key, E in (("peft_type", PeftType), ("task_type", TaskType)):
+            if d.get(key) is not None and not _enum_ok(E, d[key]):
+                raise ValueError(f"{cls.__name__}.{key}={d[key]!r} is not one this version knows (a newer PEFT may have "
+                                 f"written it); valid values: {[m.value for m in E]}.")
         pt = d.get("peft_type")
         own = getattr(cls, "_peft_type", None)
         if own is not None and pt is not None and PeftType(pt) != own:
@@ -112,17 +236,29 @@ class TunerConfig(PeftConfig):
     modules_to_save: Optional[list[str]] = None                 # modules trained and saved in full (e.g. a new head)
 
     def __post_init__(self):
-        super().__post_init__()
+        super().__post_init__()   # types, ranges and regexes of every field (PeftConfig._validate_fields)
+        C = type(self).__name__
         for name in ("target_modules", "exclude_modules"):
             v = getattr(self, name)
             if isinstance(v, (list, tuple, set)): setattr(self, name, set(v))
+        if self.target_modules == set() or self.target_modules == "":
+            raise ValueError(f"{C}.target_modules={self.target_modules!r} selects no module; give module names "
+                             f"(e.g. ['q_proj', 'v_proj']), a regex, 'all-linear', or None for the model's defaults.")
         if isinstance(self.layers_to_transform, int): self.layers_to_transform = [self.layers_to_transform]
         if self.layers_to_transform is not None and isinstance(self.target_modules, str):
-            raise ValueError("layers_to_transform only works with a list of target_modules, not a regex string; "
-                             "put the layer indices into the regex instead.")
-        if self.layers_pattern is not None and self.layers_to_transform is None:
-            raise ValueError("layers_pattern is only used together with layers_to_transform; set both or neither.")
+            raise ValueError(f"{C}.layers_to_transform only works with a list of target_modules, not the regex string "
+                             f"{self.target_modules!r}; put the layer indices into the regex instead.")
+        if self.layers_pattern is not None and isinstance(self.target_modules, str):
+            raise ValueError(f"{C}.layers_pattern only works with a list of target_modules, not the regex string "
+                             f"{self.target_modules!r}; put the layer path into the regex instead.")
+        if self.layers_pattern and self.layers_to_transform is None:
+            raise ValueError(f"{C}.layers_pattern={self.layers_pattern!r} is only used together with "
+                             f"layers_to_transform (the layer indices to adapt); set both or neither.")
         if self.modules_to_save is not None: self.modules_to_save = list(self.modules_to_save)
+        both = sorted(set(self.modules_to_save or []) & (self.target_modules if isinstance(self.target_modules, set) else set()))
+        if both:   # PEFT allows it: modules_to_save wins, the module is trained in full and gets no adapter
+            warnings.warn(f"{C}: {both} are in both target_modules and modules_to_save; they are trained in full "
+                          f"(modules_to_save wins, as in PEFT) and get no adapter.")
 
 # %% ../nbs/00_core.ipynb #2a87124f
 def _match_list_or_regex(spec, key: str) -> bool:
@@ -237,9 +373,14 @@ def expand_all_linear(config: TunerConfig, model: nn.Module) -> TunerConfig:
 # %% ../nbs/00_core.ipynb #6f25b2fb
 _PACKED_WEIGHTS: dict = {}   # weight class name -> (dequantize(layer) -> float32 W, requantize(layer, W)); peftlab.quant
 
-def register_packed_weight(name: str, dequantize, requantize):
+def _keep_weight(layer): return layer.weight
+def _put_weight(layer, kept): layer.weight = kept
+
+def register_packed_weight(name: str, dequantize, requantize,
+                           keep=_keep_weight,   # keep(layer) -> what restores the weight exactly (default: the weight object)
+                           restore=_put_weight): # restore(layer, kept): put it back (requantize must make a new weight)
     "Let additive adapters merge into layers whose weight is of class `name` (e.g. bitsandbytes' Params4bit)."
-    _PACKED_WEIGHTS[name] = (dequantize, requantize)
+    _PACKED_WEIGHTS[name] = (dequantize, requantize, keep, restore)
 
 # layer library (top-level package of a layer's class) -> the peftlab module that supports it, imported on first use,
 # so that `import peftlab` neither needs nor imports an optional library such as bitsandbytes
@@ -366,7 +507,8 @@ class AdapterLayer(nn.Module):
 
     def _packed_io(self):
         "(dequantize, requantize) for a packed (quantized) base weight registered by peftlab.quant, else None."
-        return _PACKED_WEIGHTS.get(type(getattr(self.get_base_layer(), "weight", None)).__name__)
+        io = _PACKED_WEIGHTS.get(type(getattr(self.get_base_layer(), "weight", None)).__name__)
+        return None if io is None else io[:2]
 
     def _weight_dtype(self) -> torch.dtype:
         "The dtype ΔW is returned in: the base weight's, or float32 for a packed (quantized) weight."
@@ -385,6 +527,19 @@ class AdapterLayer(nn.Module):
                           f"change (max |error| {e['max_abs']:.2e}); the merged model differs slightly from the "
                           f"adapter model.")
         return e
+
+    def _keep_packed(self):
+        "Keep what restores the packed weight (and bias) exactly, before the first merge changes them."
+        base = self.get_base_layer()
+        keep = _PACKED_WEIGHTS[type(base.weight).__name__][2]
+        bias = getattr(base, "bias", None)
+        self.__dict__["_packed_kept"] = (keep(base), None if bias is None else bias.detach().clone())
+
+    def _restore_packed(self, kept):
+        "Put the packed weight and the bias back as they were before the first merge."
+        base, (w, bias) = self.get_base_layer(), kept
+        _PACKED_WEIGHTS[type(base.weight).__name__][3](base, w)
+        if bias is not None: base.bias.data.copy_(bias)
 
     def _merge_packed(self, names: list, safe_merge: bool, sign: int = 1):
         "Dequantize, add (sign=1) or subtract the adapters' ΔW and biases, requantize with the rounding reported."
@@ -406,7 +561,9 @@ class AdapterLayer(nn.Module):
         names = self.active_adapters if adapter_names is None else adapter_names
         if self._packed_io() is not None:
             names = [a for a in names if a in self.adapter_names and a not in self.merged_adapters]
-            if names: self._merge_packed(names, safe_merge); self.merged_adapters.extend(names)
+            if not names: return
+            if not self.merged_adapters: self._keep_packed()   # the exact weight, for the unmerge that empties the list
+            self._merge_packed(names, safe_merge); self.merged_adapters.extend(names)
             return
         base = self._mergeable_base()
         for a in names:
@@ -429,7 +586,9 @@ class AdapterLayer(nn.Module):
         "Subtract every merged adapter's ΔW again, last merged first."
         base = self.get_base_layer()
         if self._packed_io() is not None:
-            if self.merged_adapters: self._merge_packed(list(self.merged_adapters), False, sign=-1)
+            kept = self.__dict__.pop("_packed_kept", None)
+            if self.merged_adapters and kept is not None: self._restore_packed(kept)   # bit-exact, no requantizing
+            elif self.merged_adapters: self._merge_packed(list(self.merged_adapters), False, sign=-1)
             self.merged_adapters.clear(); return
         while self.merged_adapters:
             a = self.merged_adapters.pop()
@@ -569,6 +728,34 @@ def get_submodules(model: nn.Module, key: str):
     name = key.split(".")[-1]
     return parent, model.get_submodule(key), name
 
+def _matches_ignoring_layers(config, key: str) -> bool:
+    "Whether `key` is a target by name alone (before `layers_to_transform` filters it)."
+    return not _match_list_or_regex(config.exclude_modules, key) and _match_list_or_regex(config.target_modules, key)
+
+def _no_target_message(model: nn.Module, config, in_save: list, off_layers: list) -> str:
+    "Why no module was adapted: all in modules_to_save, none in layers_to_transform, or no name matched."
+    C = type(config).__name__
+    if in_save:
+        return (f"{C}: every module target_modules selects (e.g. {in_save[:3]}) is also in modules_to_save="
+                f"{config.modules_to_save}, and modules_to_save wins (the module trains in full, as in PEFT); "
+                f"remove them from one of the two lists.")
+    if off_layers:
+        found = sorted({get_layer_index(k, config.layers_pattern) for k in off_layers} - {None})
+        if found:
+            return (f"{C}.layers_to_transform={config.layers_to_transform} selects no layer: target_modules matches "
+                    f"{len(off_layers)} modules, in layers {found}"
+                    f"{'' if config.layers_pattern is None else f' (under layers_pattern={config.layers_pattern!r})'}; "
+                    f"choose indices among those.")
+        return (f"{C}.layers_pattern={config.layers_pattern!r}: no layer index could be read from the paths of the "
+                f"modules target_modules matches (e.g. {off_layers[0]!r}); set layers_pattern to the name before the "
+                f"layer number (e.g. 'layers' for 'model.layers.0.self_attn.q_proj').")
+    tm = config.target_modules
+    wanted = [tm] if isinstance(tm, str) else sorted(tm)
+    hint = "" if not isinstance(tm, str) else (" A string is a regex that must match the whole path, e.g. "
+                                              f"'.*{tm}' instead of '{tm}'.")
+    return (f"{C}.target_modules: {wanted} not found in the base model. Closest module names: "
+            f"{_close_names(model, [w.strip('.*') for w in wanted])}.{hint}")
+
 def _close_names(model: nn.Module, wanted: Iterable[str], n: int = 8) -> list[str]:
     "Module names (last segments and paths) closest to the wanted ones, best first."
     paths = [p for p, _ in model.named_modules() if p]
@@ -579,6 +766,67 @@ def _close_names(model: nn.Module, wanted: Iterable[str], n: int = 8) -> list[st
         for c in difflib.get_close_matches(w, pool, n=n, cutoff=0.3):
             if c not in out: out.append(c)
     return out[:n] or leaves[:n]
+
+# %% ../nbs/00_core.ipynb #e5e7ae62
+_RESERVED_ADAPTER_NAMES = frozenset({"base_layer", "modules_to_save", "original_module", "__base__"}
+                                    | set(dir(nn.ModuleDict())) | set(dir(nn.ParameterDict())))
+
+def check_adapter_name(name, prefix: str = "") -> str: # prefix: the method's parameter prefix, e.g. "lora_"
+    "Refuse an adapter name that cannot be a key in the module tree and a sub-folder name; returns the name."
+    good = "use letters, digits, '_' or '-', e.g. 'default', 'sql_task' or 'french-v2'"
+    if not isinstance(name, str):
+        raise TypeError(f"Adapter name {name!r} is a {type(name).__name__}; it must be a non-empty string: {good}.")
+    if not name.strip() or not name.isprintable():
+        raise ValueError(f"Adapter name {name!r} is empty or holds blank/control characters only; {good}.")
+    bad = next((c for c in ("/", "\\", ".", ":") if c in name), None)
+    if bad is not None:
+        raise ValueError(f"Adapter name {name!r} contains {bad!r}: the name is a key in the module tree, where '.' "
+                         f"separates levels, and a sub-folder when saved, where '/', '\\', ':' or '..' would leave "
+                         f"the folder; {good}.")
+    if name in _RESERVED_ADAPTER_NAMES:
+        raise ValueError(f"Adapter name {name!r} is reserved: it is already an attribute of the adapter wrappers "
+                         f"(base_layer, modules_to_save, original_module, '__base__' in mixed batches, or a method "
+                         f"of nn.ModuleDict), so the adapter would collide with it; {good}.")
+    if prefix and prefix.startswith(name):
+        raise ValueError(f"Adapter name {name!r} is the start of the method's prefix {prefix!r}: checkpoint keys such "
+                         f"as '{prefix}A.{name}' could not be told apart (PEFT warns of the same); {good}.")
+    return name
+
+def _module_state(m: nn.Module) -> dict:
+    return {k: (v, copy.copy(v) if isinstance(v, (dict, list, set)) else None) for k, v in vars(m).items()}
+
+@contextlib.contextmanager
+def undo_on_failure(*roots: nn.Module):
+    "Inside: an exception puts every module under `roots` back as it was (children, per-adapter dicts, requires_grad)."
+    mods = list({id(m): m for r in roots for m in r.modules()}.values())
+    saved = [(m, _module_state(m)) for m in mods]
+    grads = [(p, p.requires_grad) for m in mods for p in m.parameters(recurse=False)]
+    try: yield
+    except BaseException:
+        for m, st in saved:
+            for k in [k for k in vars(m) if k not in st]: del m.__dict__[k]
+            for k, (v, c) in st.items():
+                if isinstance(v, dict): v.clear(); v.update(c)        # in place: others may hold the same dict
+                elif isinstance(v, list): v[:] = c
+                elif isinstance(v, set): v.clear(); v.update(c)
+                m.__dict__[k] = v
+        for p, g in grads: p.requires_grad_(g)
+        raise
+
+def _offloads(m: nn.Module) -> bool:
+    "Whether accelerate keeps `m`'s weights off the device (an `_hf_hook` with `offload`, alone or in a SequentialHook)."
+    h = getattr(m, "_hf_hook", None)
+    return any(getattr(x, "offload", False) is True for x in (getattr(h, "hooks", None) or [h]))
+
+def check_not_offloaded(model: nn.Module, key: str, target: nn.Module):
+    "Refuse a target whose weights accelerate has offloaded (CPU/disk); a plain meta-device model is fine."
+    if not any(p.device.type == "meta" for p in target.parameters()): return
+    parts = key.split(".")
+    if any(_offloads(model.get_submodule(".".join(parts[:i]))) for i in range(len(parts) + 1)):
+        raise ValueError(f"Target module {key!r} is offloaded by accelerate (its weights live on the CPU or disk and sit "
+                         f"on the 'meta' device between forward passes), so no adapter can be built on it. Load the "
+                         f"model without offloading these layers (a device_map without 'cpu'/'disk' entries, or more "
+                         f"max_memory), or leave them out: exclude_modules=[{key!r}].")
 
 # %% ../nbs/00_core.ipynb #35acf5dd
 class BaseTuner(nn.Module):
@@ -595,7 +843,7 @@ class BaseTuner(nn.Module):
         self.active_adapter: Union[str, list[str]] = adapter_name
         self._requires_grad = getattr(model, "_peftlab_requires_grad", None) or {n: p.requires_grad for n, p in model.named_parameters()}
         if not isinstance(peft_config, dict): peft_config = {adapter_name: peft_config}
-        for name, cfg in peft_config.items(): self.inject_adapter(model, name, cfg)
+        for name, cfg in peft_config.items(): self.safe_inject_adapter(model, name, cfg)
         self.model.peft_config = self.peft_config
         object.__setattr__(self.model, "_peftlab_requires_grad", self._requires_grad)
 
@@ -672,6 +920,15 @@ class BaseTuner(nn.Module):
             for h in handles: h.remove()
 
     # --- injection --------------------------------------------------------------
+    def safe_inject_adapter(self, model: nn.Module, adapter_name: str, config):
+        "`inject_adapter` after checking the name and the config against the model; a failure leaves both untouched."
+        check_adapter_name(adapter_name, self.prefix)
+        if not isinstance(config, PeftConfig):
+            raise TypeError(f"The config of adapter {adapter_name!r} must be a peftlab config such as LoraConfig(...), "
+                            f"got a {type(config).__name__}.")
+        config.check_model(model)
+        with undo_on_failure(self, model): self.inject_adapter(model, adapter_name, config)
+
     def inject_adapter(self, model: nn.Module, adapter_name: str, config):
         "Wrap every target of `config` in `model` with adapter `adapter_name`."
         config = copy.deepcopy(config)
@@ -681,22 +938,20 @@ class BaseTuner(nn.Module):
         self.peft_config[adapter_name] = config
         inside = _paths_inside_adapter_layers(model)
         save = set(config.modules_to_save or [])
-        matched = []
+        matched, in_save, off_layers = [], [], []
         for key, _ in list(model.named_modules()):
             if not key or key in inside: continue
-            if save and any(re.match(rf"(^|.*\.){re.escape(s)}($|\..*)", key) for s in save): continue
-            if not check_target_module_exists(config, key): continue
+            if not check_target_module_exists(config, key):
+                if config.layers_to_transform is not None and _matches_ignoring_layers(config, key): off_layers.append(key)
+                continue
+            if save and any(re.match(rf"(^|.*\.){re.escape(s)}($|\..*)", key) for s in save): in_save.append(key); continue
             parent, target, target_name = get_submodules(model, key)
+            check_not_offloaded(model, key, target)
             self._create_and_replace(config, adapter_name, target, target_name, parent, current_key=key)
             matched.append(key)
         if not matched:
             del self.peft_config[adapter_name]
-            tm = config.target_modules
-            wanted = [tm] if isinstance(tm, str) else sorted(tm)
-            hint = "" if not isinstance(tm, str) else (" A string is a regex that must match the whole path, e.g. "
-                                                      f"'.*{tm}' instead of '{tm}'.")
-            raise ValueError(f"Target modules {wanted} not found in the base model. Closest module names: "
-                             f"{_close_names(model, [w.strip('.*') for w in wanted])}.{hint}")
+            raise ValueError(_no_target_message(model, config, in_save, off_layers))
         self.targeted_module_names = sorted(set(getattr(self, "targeted_module_names", [])) | set(matched))
         self._set_modules_to_save(model, config, adapter_name)
         self.set_adapter(self.active_adapter)  # a new adapter stays inactive unless it is the active one

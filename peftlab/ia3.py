@@ -43,14 +43,18 @@ class IA3Config(TunerConfig):
     fan_in_fan_out: bool = False                                 # set from the layer type, as in PEFT
     init_ia3_weights: bool = True                                # start at ones (identity); False: random (tests)
 
+    _regex_fields = TunerConfig._regex_fields + ("feedforward_modules",)   # a string is a full-match regex, as in PEFT
+
     def __post_init__(self):
         self.peft_type = PeftType.IA3
         super().__post_init__()
         if isinstance(self.feedforward_modules, (list, tuple, set)): self.feedforward_modules = set(self.feedforward_modules)
         if isinstance(self.target_modules, set) and isinstance(self.feedforward_modules, set):
-            extra = self.feedforward_modules - self.target_modules
+            # a name matches a target path that ends with it: PEFT's all-linear folders save paths beside names
+            extra = {f for f in self.feedforward_modules
+                     if f not in self.target_modules and not any(t.endswith("." + f) for t in self.target_modules)}
             if extra:
-                raise ValueError(f"feedforward_modules must be a subset of target_modules; {sorted(extra)} are not "
+                raise ValueError(f"IA3Config.feedforward_modules must be a subset of target_modules; {sorted(extra)} are not "
                                  f"targets. Add them to target_modules or remove them from feedforward_modules.")
 
 def is_feedforward_module(config: IA3Config, key: str) -> bool:
@@ -136,7 +140,22 @@ class IA3Model(BaseTuner):
         if config.target_modules is None and config.feedforward_modules is None:
             mt = model_type_of(model)
             if mt in IA3_FEEDFORWARD_MODULES: config.feedforward_modules = set(IA3_FEEDFORWARD_MODULES[mt])
-        return super()._prepare_config(config, model)
+        all_linear = isinstance(config.target_modules, str) and config.target_modules.lower() == "all-linear"
+        config = super()._prepare_config(config, model)
+        ff = config.feedforward_modules
+        if all_linear and isinstance(ff, set):   # 'all-linear' skipped the config's subset check: a name must match
+            unmatched = sorted(f for f in ff if not any(p.endswith(f) for p in config.target_modules))
+            if unmatched: warnings.warn(f"feedforward_modules {unmatched} match none of the linear layers that "
+                                        f"'all-linear' targets; those entries have no effect.")
+        return config
+
+    def config_to_save(self, d: dict, adapter_name: str) -> dict:
+        "With `target_modules='all-linear'` the file lists the targeted paths (as PEFT's does) while feedforward "
+        "names like 'down_proj' are no path, so the subset rule would refuse the file: write the feedforward paths."
+        tm, ff = d.get("target_modules"), d.get("feedforward_modules")
+        if isinstance(tm, list) and isinstance(ff, list) and not set(ff) <= set(tm):
+            d = dict(d, feedforward_modules=sorted(p for p in tm if is_feedforward_module(self.peft_config[adapter_name], p)))
+        return d
 
     def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
         if isinstance(target, IA3Layer):

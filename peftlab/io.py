@@ -290,6 +290,7 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
     names = list(self.peft_config) if selected_adapters is None else list(selected_adapters)
     unknown = [n for n in names if n not in self.peft_config]
     if unknown: raise ValueError(f"Cannot save unknown adapters {unknown}; this model has {sorted(self.peft_config)}.")
+    for n in names: check_adapter_name(n)
     root = Path(save_directory).resolve()
     for n in names:   # an adapter's folder is save_directory itself (default) or one sub-folder of it, never elsewhere
         if n != "default" and (root / n).resolve().parent != root:

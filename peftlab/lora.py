@@ -32,20 +32,22 @@ _UNSUPPORTED_VARIANTS = {  # field -> value that means "off"
     "target_parameters": None, "eva_config": None, "corda_config": None, "megatron_config": None,
 }
 
+from typing import Literal
+
 @dataclass
 class LoraConfig(TunerConfig):
     "Configuration of a LoRA adapter (Hugging Face PEFT's fields and defaults)."
     _peft_type = PeftType.LORA  # subclasses (AdaLoRA) set their own
     r: int = 8                               # rank of the update
-    lora_alpha: int = 8                      # scaling numerator: s = lora_alpha / r (or / √r with rsLoRA)
+    lora_alpha: float = 8                    # scaling numerator: s = lora_alpha / r (or / √r with rsLoRA)
     lora_dropout: float = 0.0                # dropout on the adapter input, in [0, 1)
     fan_in_fan_out: bool = False             # weight stored as (in, out); set from the layer type, as PEFT does
-    bias: str = "none"                       # which biases train: "none", "all" or "lora_only"
+    bias: Literal["none", "all", "lora_only"] = "none"  # which biases train
     use_rslora: bool = False                 # s = lora_alpha / √r
     init_lora_weights: Union[bool, str] = True  # True (A kaiming, B zero), "gaussian", False (random; tests),
                                              # or from W: "pissa", "pissa_niter_<k>", "olora", "loftq"
-    rank_pattern: dict = field(default_factory=dict)   # regex -> rank for matching modules
-    alpha_pattern: dict = field(default_factory=dict)  # regex -> alpha for matching modules
+    rank_pattern: dict[str, int] = field(default_factory=dict)     # regex -> rank for matching modules
+    alpha_pattern: dict[str, float] = field(default_factory=dict)  # regex -> alpha for matching modules
     lora_bias: bool = False                  # give B a trainable bias
     use_dora: bool = False                   # DoRA (magnitude + direction); needs `import peftlab.dora`
     layer_replication: Optional[list] = None
@@ -65,13 +67,7 @@ class LoraConfig(TunerConfig):
 
     def __post_init__(self):
         self.peft_type = type(self)._peft_type
-        super().__post_init__()
-        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
-            raise ValueError(f"r must be a positive integer (the rank of the update, e.g. 8); got r={self.r!r}.")
-        if not (0 <= self.lora_dropout < 1):
-            raise ValueError(f"lora_dropout must be in [0, 1) (a probability, e.g. 0.05); got {self.lora_dropout!r}.")
-        if self.bias not in ("none", "all", "lora_only"):
-            raise ValueError(f"bias must be 'none', 'all' or 'lora_only'; got {self.bias!r}.")
+        super().__post_init__()   # types and ranges of every field: r, lora_alpha, lora_dropout, bias, rank_pattern ...
         fam = init_family(self.init_lora_weights)
         if fam not in _PLAIN_INITS and fam not in _WEIGHT_INITS:
             raise ValueError(f"init_lora_weights={self.init_lora_weights!r} is not supported in this release; use "
@@ -83,7 +79,6 @@ class LoraConfig(TunerConfig):
             if v not in (off, None) and v != {} and v is not False:
                 raise ValueError(f"LoraConfig.{k}={v!r} selects a LoRA variant peftlab does not implement yet; "
                                  f"leave it at {off!r}.")
-        self._check_rank_pattern()
 
     def _check_loftq_config(self):
         lq = self.loftq_config
@@ -103,10 +98,6 @@ class LoraConfig(TunerConfig):
         if not isinstance(it, int) or isinstance(it, bool) or it < 1:
             raise ValueError(f"loftq_config['loftq_iter'] must be an integer >= 1 (alternating steps); got {it!r}.")
 
-    def _check_rank_pattern(self):
-        for k, v in (self.rank_pattern or {}).items():
-            if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"rank_pattern[{k!r}] must be a positive integer rank; got {v!r}.")
 
 # %% ../nbs/02_lora.ipynb #d966745d
 def pattern_value(pattern: dict, key: str, default):
@@ -119,11 +110,11 @@ def pattern_value(pattern: dict, key: str, default):
 class LoraLayer(AdapterLayer):
     "Per-adapter LoRA state next to a frozen base layer."
     adapter_layer_names = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")
-    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout")
+    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout", "use_rslora")
 
     def __init__(self, base_layer: nn.Module):
         super().__init__(base_layer)
-        self.r, self.lora_alpha, self.scaling = {}, {}, {}
+        self.r, self.lora_alpha, self.scaling, self.use_rslora = {}, {}, {}, {}
         self.lora_dropout = nn.ModuleDict()
         self.lora_A, self.lora_B = nn.ModuleDict(), nn.ModuleDict()
         self.lora_embedding_A, self.lora_embedding_B = nn.ParameterDict(), nn.ParameterDict()
@@ -133,16 +124,21 @@ class LoraLayer(AdapterLayer):
 
     def _set_common(self, adapter_name, r, lora_alpha, lora_dropout, use_rslora):
         if r <= 0: raise ValueError(f"r must be a positive integer; got {r}.")
-        self.r[adapter_name], self.lora_alpha[adapter_name] = r, lora_alpha
-        self.scaling[adapter_name] = lora_alpha / (math.sqrt(r) if use_rslora else r)
+        self.r[adapter_name], self.lora_alpha[adapter_name], self.use_rslora[adapter_name] = r, lora_alpha, use_rslora
+        self.scaling[adapter_name] = self._initial_scaling(adapter_name)
         self.lora_dropout[adapter_name] = nn.Dropout(lora_dropout) if lora_dropout > 0 else nn.Identity()
 
     def _finish_update(self, adapter_name):
         if not self._active_adapters: self._active_adapters = [adapter_name]
 
+    def _initial_scaling(self, adapter: str) -> float:
+        "s = lora_alpha / r, or lora_alpha / √r for rsLoRA."
+        r = self.r[adapter]
+        return self.lora_alpha[adapter] / (math.sqrt(r) if self.use_rslora.get(adapter, False) else r)
+
     def set_scale(self, adapter: str, scale: float):
-        "Multiply the adapter's scaling by `scale` (relative to lora_alpha / r)."
-        if adapter in self.scaling: self.scaling[adapter] = scale * self.lora_alpha[adapter] / self.r[adapter]
+        "Set the adapter's scaling to `scale` times its initial scaling (lora_alpha / r, or lora_alpha / √r for rsLoRA)."
+        if adapter in self.scaling: self.scaling[adapter] = scale * self._initial_scaling(adapter)
 
     def _base_weight_f32(self) -> torch.Tensor:
         "A float32 copy of the base weight in `(out, in)` orientation (quantized layers dequantize)."
@@ -160,9 +156,14 @@ class LoraLayer(AdapterLayer):
         base.weight.data = W.to(base.weight.dtype).contiguous()
 
     def _init_from_weight(self, adapter_name: str, init, **options) -> bool:
-        "Run an initialisation that reads W (PiSSA, OLoRA, LoftQ); False for plain ones and while loading."
+        "Run an initialisation that reads W (PiSSA, OLoRA, LoftQ); False for plain ones. While loading, PiSSA / OLoRA "
+        "still derive the residual base from the original W (PEFT's meaning of a folder that names them; the file's A "
+        "and B then replace the fresh ones) unless the loader says the base is already the residual; LoftQ is skipped."
         fam = init_family(init)
-        if fam not in _WEIGHT_INITS or is_loading_adapter(): return False   # loading: the file holds A and B
+        if fam not in _WEIGHT_INITS: return False
+        if is_loading_adapter():
+            if fam not in _RESIDUAL_INITS or base_is_prepared(): return False   # the file holds A and B; base as it is
+            if init != fam and self.get_base_layer().weight.device.type != "meta": _warn_randomized_residual(init)
         fn = _WEIGHT_INIT_FNS.get(fam)
         if fn is None:
             raise ValueError(f"init_lora_weights={init!r} is implemented in {_WEIGHT_INITS[fam]}; `import "
@@ -209,6 +210,13 @@ class LoraLayer(AdapterLayer):
 
 # %% ../nbs/02_lora.ipynb #b4729105
 _WEIGHT_INIT_FNS: dict = {}   # init family -> fn(layer, adapter_name, init, **options), filled by other notebooks
+_RESIDUAL_INITS = ("pissa", "olora")   # re-derived while loading onto the original base (PEFT's on-disk meaning)
+
+def _warn_randomized_residual(init):
+    warnings.warn(f"Loading a {init!r} adapter re-derives the residual base with a randomized SVD (as PEFT does), "
+                  f"so it differs from the one the adapter was trained on by that SVD's error. For the exact model, "
+                  f"load onto the saved residual base with residual_base=True, or share a plain LoRA converted with "
+                  f"save_pretrained(..., path_initial_model_for_weight_conversion=...).")
 
 def register_lora_init(name: str, fn):
     "Let `init_lora_weights=name` run `fn(layer, adapter_name, init, **options)` on Linear / Conv1D LoRA layers."
@@ -403,9 +411,10 @@ class LoraModel(BaseTuner):
     method_name = "LoRA"
 
     def config_to_save(self, d: dict, adapter_name: str) -> dict:
-        "The saved config says `init_lora_weights: true` (and no loftq_config) after PiSSA / OLoRA / LoftQ: the "
-        "factors are in the file, and a loader must not decompose the (already residual) base again — PEFT's would."
-        if init_family(d.get("init_lora_weights")) in _WEIGHT_INITS: d = dict(d, init_lora_weights=True, loftq_config={})
+        "PiSSA / OLoRA keep their name in the file, as in PEFT: it means 'load me onto the original base, which the "
+        "loader turns into the residual'. After LoftQ the file says `init_lora_weights: true` (no loftq_config): the "
+        "base to load onto is the quantized one, and nothing is re-run."
+        if init_family(d.get("init_lora_weights")) == "loftq": d = dict(d, init_lora_weights=True, loftq_config={})
         return d
 
     def _check_new_adapter_config(self, config: LoraConfig):

@@ -5,6 +5,7 @@
 # %% ../nbs/02a_lora_init.ipynb #d0860eeb
 from __future__ import annotations
 import torch
+from .core import is_loading_adapter
 from .lora import register_lora_init
 
 # %% auto #0
@@ -20,6 +21,10 @@ def _check_rank(layer, adapter_name: str, W: torch.Tensor, what: str):
 def pissa_init(layer, adapter_name: str, init: str = "pissa"):
     "PiSSA: A, B from the top-r singular triplets of W (scaled by 1/s); the base keeps W − s·BA."
     if getattr(layer, "_quantized_base", False):
+        if is_loading_adapter():
+            raise TypeError("This adapter's config says init_lora_weights='pissa': load it onto the original float "
+                            "model, whose residual the loader derives. If this quantized base already is the PiSSA "
+                            "residual (QPiSSA), load with residual_base=True.")
         raise TypeError("PiSSA needs the unquantized weight (the SVD of a dequantized weight is not PiSSA): create "
                         "the adapter on the float model, then quantize the residual base (QPiSSA).")
     W = layer._base_weight_f32()

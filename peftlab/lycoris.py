@@ -49,26 +49,17 @@ def check_decompose_factor(factor: int,  # LoKr's decompose_factor
                          f"divisors of {next(iter(bad.values()))}: {_divisors(next(iter(bad.values())))[:16]}.")
 
 # %% ../nbs/06_lycoris.ipynb #c721c2ae
-def _check_common(cfg):
-    if not isinstance(cfg.r, int) or cfg.r <= 0:
-        raise ValueError(f"r must be a positive integer rank; got {cfg.r!r}.")
-    for n in ("rank_dropout", "module_dropout"):
-        v = getattr(cfg, n)
-        if not 0 <= v < 1: raise ValueError(f"{n} must be in [0, 1); got {v!r}.")
-    for k, v in (cfg.rank_pattern or {}).items():
-        if not isinstance(v, int) or v <= 0: raise ValueError(f"rank_pattern[{k!r}] must be a positive integer rank; got {v!r}.")
-
 @dataclass
 class LycorisConfig(TunerConfig):
-    "Fields shared by LoHa and LoKr."
-    rank_pattern: dict = field(default_factory=dict)    # regex -> rank for matching modules
-    alpha_pattern: dict = field(default_factory=dict)   # regex -> alpha for matching modules
+    "Fields shared by LoHa and LoKr (types and ranges of r, alpha, dropouts and patterns are checked by PeftConfig)."
+    rank_pattern: dict[str, int] = field(default_factory=dict)     # regex -> rank for matching modules
+    alpha_pattern: dict[str, float] = field(default_factory=dict)  # regex -> alpha for matching modules
 
 @dataclass
 class LoHaConfig(LycorisConfig):
     "Configuration of a LoHa adapter (Hugging Face PEFT's fields and defaults)."
     r: int = 8                          # rank of each of the two low-rank factors
-    alpha: int = 8                      # scaling numerator: ΔW is multiplied by alpha / r
+    alpha: float = 8                    # scaling numerator: ΔW is multiplied by alpha / r
     rank_dropout: float = 0.0           # training: drop output rows of ΔW with this probability (rescaled)
     module_dropout: float = 0.0         # training: skip the whole adapter with this probability
     use_effective_conv2d: bool = False  # Conv2d with kernel > 1: CP-decompose the kernel (hada_t1, hada_t2)
@@ -76,13 +67,13 @@ class LoHaConfig(LycorisConfig):
 
     def __post_init__(self):
         self.peft_type = PeftType.LOHA
-        super().__post_init__(); _check_common(self)
+        super().__post_init__()
 
 @dataclass
 class LoKrConfig(LycorisConfig):
     "Configuration of a LoKr adapter (Hugging Face PEFT's fields and defaults)."
     r: int = 8                          # rank of the decomposed Kronecker factors
-    alpha: int = 8                      # scaling numerator: ΔW is multiplied by alpha / r
+    alpha: float = 8                    # scaling numerator: ΔW is multiplied by alpha / r
     rank_dropout: float = 0.0           # training: drop output rows of ΔW with this probability
     module_dropout: float = 0.0         # training: skip the whole adapter with this probability
     use_effective_conv2d: bool = False  # Conv2d with kernel > 1: CP-decompose W2's kernel (lokr_t2)
@@ -93,9 +84,7 @@ class LoKrConfig(LycorisConfig):
 
     def __post_init__(self):
         self.peft_type = PeftType.LOKR
-        super().__post_init__(); _check_common(self)
-        if self.init_weights not in (True, False, "lycoris"):
-            raise ValueError(f"init_weights must be True, False or 'lycoris'; got {self.init_weights!r}.")
+        super().__post_init__()
         check_decompose_factor(self.decompose_factor, {})
 
 # %% ../nbs/06_lycoris.ipynb #373f29c6

@@ -147,7 +147,10 @@ class PeftModel(nn.Module):
         print(f"trainable params: {t:,d} || all params: {a:,d} || trainable%: {100 * t / a:.4f}")
 
     def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False):
-        "Add a new, inactive adapter `adapter_name`; use `set_adapter` to switch to it."
+        "Add a new, inactive adapter `adapter_name`; use `set_adapter` to switch to it (a failure changes nothing)."
+        check_adapter_name(adapter_name, getattr(self.base_model, "prefix", ""))
+        if not isinstance(peft_config, PeftConfig):
+            raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
         if adapter_name in self.peft_config:
             raise ValueError(f"An adapter named {adapter_name!r} already exists (adapters: {sorted(self.peft_config)}); "
                              f"pick a new name, or delete_adapter({adapter_name!r}) first.")
@@ -155,7 +158,7 @@ class PeftModel(nn.Module):
             raise ValueError(f"Cannot add a {peft_config.peft_type.value} adapter to a {self.peft_type.value} model; "
                              f"all adapters of one PeftModel use the same method.")
         self._prepare_adapter_config(peft_config)
-        self.base_model.inject_adapter(self.base_model.model, adapter_name, peft_config)
+        self.base_model.safe_inject_adapter(self.base_model.model, adapter_name, peft_config)
 
     def _prepare_adapter_config(self, peft_config):
         "Hook for task-specific additions (e.g. the classifier head for SEQ_CLS)."
@@ -234,6 +237,7 @@ def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str 
     if mixed: raise NotImplementedError("Mixed-method models (mixed=True) are not supported; use one method per model.")
     if not isinstance(peft_config, PeftConfig):
         raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
+    check_adapter_name(adapter_name)   # before anything changes; the tuner checks it again against its prefix
     import copy
     peft_config = copy.deepcopy(peft_config)
     name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)

@@ -32,11 +32,15 @@ class PromptLearningConfig(PeftConfig):
     num_layers: Optional[int] = None
     modules_to_save: Optional[list[str]] = None
 
+    _ranges = {"encoder_num_layers": "[1, 1024]", "encoder_dropout": "[0, 1)", "num_tasks": "[1, 1048576]",
+               "num_ranks": "[1, 1048576]", "prompt_tuning_init_task": "[0, 1048576]"}  # checked by PeftConfig
+
     def __post_init__(self):
         self.peft_type = type(self)._peft_type
-        super().__post_init__()
-        if not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens <= 0:
-            raise ValueError(f"num_virtual_tokens must be a positive integer (e.g. 20); got {self.num_virtual_tokens!r}.")
+        super().__post_init__()   # types and ranges of every field (PeftConfig)
+        if self.num_virtual_tokens is None:
+            raise ValueError(f"{type(self).__name__}.num_virtual_tokens is None; give the number of virtual tokens, "
+                             f"a positive integer (e.g. 20).")
         if self.task_type is not None and self.task_type not in PROMPT_TASKS:
             raise ValueError(f"{type(self).__name__} cannot serve task_type={self.task_type.value}: virtual tokens shift "
                              f"every position, so per-token outputs no longer line up. Use one of "
@@ -44,6 +48,17 @@ class PromptLearningConfig(PeftConfig):
 
     @property
     def is_prompt_learning(self) -> bool: return True
+
+    def check_model(self, model: nn.Module):
+        "Refuse a `token_dim` that differs from the width of the model's input embeddings (where prompts are fed)."
+        get = getattr(model, "get_input_embeddings", None)
+        if self.token_dim is None or self.peft_type == PeftType.PREFIX_TUNING or not callable(get): return
+        try: d = get().weight.shape[-1]
+        except Exception: return
+        if self.token_dim != d:
+            raise ValueError(f"{type(self).__name__}.token_dim={self.token_dim} does not match the model's hidden size "
+                             f"{d} (the width of its input embeddings, where the virtual tokens go); set token_dim={d} "
+                             f"or leave it None to read it from the model.")
 
 class PromptTuningInit(str, enum.Enum):
     TEXT = "TEXT"; SAMPLE_VOCAB = "SAMPLE_VOCAB"; RANDOM = "RANDOM"
@@ -173,9 +188,9 @@ class MultitaskPromptTuningConfig(PromptTuningConfig):
         except ValueError:
             raise ValueError(f"prompt_tuning_init={self.prompt_tuning_init!r} is not a multitask init; use one of "
                              f"{[i.value for i in MultitaskPromptTuningInit]}.") from None
-        for f in ("num_tasks", "num_ranks"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or v < 1: raise ValueError(f"{f} must be a positive integer; got {v!r}.")
+        for f in ("num_tasks", "num_ranks"):   # Optional in PEFT's type, but required here
+            if getattr(self, f) is None:
+                raise ValueError(f"MultitaskPromptTuningConfig.{f} is None; give a positive integer (e.g. 1).")
         if self.prompt_tuning_init == MultitaskPromptTuningInit.TEXT and not (self.prompt_tuning_init_text and self.tokenizer_name_or_path):
             raise ValueError("prompt_tuning_init='TEXT' needs prompt_tuning_init_text and tokenizer_name_or_path.")
         if self.prompt_tuning_init in _FROM_SOURCE and not self.inference_mode and not self.prompt_tuning_init_state_dict_path:

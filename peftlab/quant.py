@@ -107,8 +107,19 @@ class Linear8bitLt(_QuantLinear):
 register_lora_dispatcher(_is_8bit, Linear8bitLt)
 register_lora_dispatcher(_is_4bit, Linear4bit)
 # every other additive method (AdaLoRA, VeRA, LoHa, LoKr) merges through the generic packed path of 00_core
-register_packed_weight("Params4bit", dequantize_weight, requantize_weight)
-register_packed_weight("Int8Params", dequantize_weight, requantize_weight)
+def _keep_packed(layer):
+    "What restores a packed weight exactly: the weight object (requantizing makes a new one) and an 8-bit layer's state."
+    return layer.weight, ((layer.state.CB, layer.state.SCB) if _is_8bit(layer) else None)
+
+def _restore_packed(layer, kept):
+    "Put the kept weight back, with the quantization state the layer holds beside it."
+    w, state = kept
+    layer.weight = w
+    if _is_4bit(layer) and getattr(layer, "quant_state", None) is not None: layer.quant_state = w.quant_state
+    if _is_8bit(layer): layer.state.reset_grads(); layer.state.CB, layer.state.SCB = state
+
+register_packed_weight("Params4bit", dequantize_weight, requantize_weight, _keep_packed, _restore_packed)
+register_packed_weight("Int8Params", dequantize_weight, requantize_weight, _keep_packed, _restore_packed)
 
 # %% ../nbs/10_quant.ipynb #fa589bbf
 def prepare_model_for_kbit_training(model: nn.Module, use_gradient_checkpointing: bool = True, # checkpoint activations

@@ -19,6 +19,8 @@ __all__ = ['VERA_TARGET_MODULES', 'VeraConfig', 'vera_projections', 'VeraProject
 # %% ../nbs/07_vera.ipynb #be8f9092
 VERA_TARGET_MODULES = {**LORA_TARGET_MODULES, "phi": ["q_proj", "v_proj"]}
 
+from typing import Literal
+
 @dataclass
 class VeraConfig(TunerConfig):
     "Configuration of a VeRA adapter (Hugging Face PEFT's fields and defaults)."
@@ -28,15 +30,15 @@ class VeraConfig(TunerConfig):
     vera_dropout: float = 0.0        # dropout on the input of the VeRA branch
     d_initial: float = 0.1           # initial value of every entry of λ_d
     fan_in_fan_out: bool = False     # set from the layer type, as in PEFT (True for GPT-2's Conv1D)
-    bias: str = "none"               # "none", "all" or "vera_only": which biases train
+    bias: Literal["none", "all", "vera_only"] = "none"  # which biases train
     init_weights: bool = True        # λ_b = 0, λ_d = d_initial; False keeps PEFT's random init (tests)
+
+    _ranges = {"vera_dropout": "[0, 1)", "projection_prng_key": "[0, 9223372036854775807]"}  # checked by PeftConfig
 
     def __post_init__(self):
         self.peft_type = PeftType.VERA
         super().__post_init__()
-        if self.r <= 0: raise ValueError(f"r must be a positive integer, got {self.r}.")
-        if self.bias not in ("none", "all", "vera_only"):
-            raise ValueError(f"bias must be 'none', 'all' or 'vera_only', got {self.bias!r}.")
+
         if not self.save_projection:
             warnings.warn("save_projection=False: vera_A / vera_B are not saved but regenerated from "
                           "projection_prng_key when loading; set save_projection=True to be safe across systems.")
