@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['tiny_llama', 'tiny_gpt2', 'tiny_bert', 'tiny_t5', 'llama_7b_meta', 'randomize_adapters', 'toy_mlp']
+__all__ = ['tiny_llama', 'tiny_gpt2', 'tiny_bert', 'tiny_t5', 'llama_7b_meta', 'randomize_adapters', 'toy_mlp', 'check_method']
 
 # %% ../nbs/00a_testing.ipynb #508f3855
 def tiny_llama(seed: int = 0, **kw):
@@ -77,3 +77,110 @@ def toy_mlp(seed: int = 0) -> nn.Module:
             if img is not None: h = h + self.conv(img).mean((2, 3))
             return h
     return Toy().eval()
+
+# %% ../nbs/00a_testing.ipynb #8323836c
+def _output(out) -> torch.Tensor:
+    "The tensor a model returns: `.logits`, `.last_hidden_state`, the first element, or the tensor itself."
+    for k in ("logits", "last_hidden_state"):
+        if getattr(out, k, None) is not None: return getattr(out, k)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
+    "Equal up to `tol` relative to the larger output: what float32 reassociation allows, far below an adapter's effect."
+    return a.shape == b.shape and bool(((a - b).abs().max() <= tol * max(a.abs().max(), b.abs().max(), 1e-12)).item())
+
+def check_method(make_config,                 # () -> a fresh peftlab config of the method
+                 make_model=None,             # (seed) -> a fresh base model, the same weights for the same seed
+                 make_inputs=None,            # (model) -> forward kwargs; default: 2 x 8 token ids
+                 skip: dict = None,           # {check: why it does not apply to this method}
+                 seed: int = 0, tol: float = 1e-5, peft_oracle: bool = True):
+    "Run the shared contract (see the table above) for one method on one model; a DataFrame of check -> result."
+    import copy, tempfile
+    import pandas as pd
+    from peftlab.core import AdapterLayer
+    from peftlab.model import PeftModel, get_peft_model
+    make_model = make_model or tiny_llama
+    make_inputs = make_inputs or (lambda m: {"input_ids": torch.randint(1, 1000, (2, 8), generator=torch.Generator().manual_seed(seed))})
+    skip, rows = dict(skip or {}), {}
+    checks = ["inject", "idempotent", "counts", "merge", "unload", "save_load", "mixed_batch", "spectra"]
+    unknown = set(skip) - set(checks)
+    if unknown: raise ValueError(f"skip names unknown checks {sorted(unknown)}; the checks are {checks}.")
+    def run(m, **kw):
+        with torch.no_grad(): return _output(m(**inputs, **kw)).float()
+    def fail(check, msg): raise AssertionError(f"check_method[{type(make_config()).__name__} on "
+                                               f"{type(make_model(seed)).__name__}] {check}: {msg}")
+
+    base = make_model(seed); inputs = make_inputs(base); y0 = run(base)
+    pristine = {k: v.clone() for k, v in base.state_dict().items()}
+    pm = randomize_adapters(get_peft_model(base, make_config()), seed=seed + 1)
+    pm.eval(); y = run(pm)
+    if _close(y, y0, 1e-4): fail("inject", "the randomized adapter does not change the output")
+    rows["inject"] = "ok"
+    if "idempotent" not in skip:
+        n, tuner = sum(p.numel() for p in pm.parameters()), pm.base_model
+        tuner.inject_adapter(tuner.model, "default", pm.peft_config["default"])
+        nested = [p for p, m in pm.named_modules() if isinstance(m, AdapterLayer) and isinstance(m.get_base_layer(), AdapterLayer)]
+        if nested or sum(p.numel() for p in pm.parameters()) != n:
+            fail("idempotent", f"a second injection changed the model (nested wrappers: {nested[:3]})")
+        randomize_adapters(pm, seed=seed + 1)          # a re-injection re-initialises the adapter, as in PEFT
+        if not _close(run(pm), y, tol): fail("idempotent", "the re-injected, re-randomized adapter gives another output")
+        rows["idempotent"] = "ok"
+    if "counts" not in skip:
+        try: import peft
+        except ImportError: peft = None
+        if peft is None or not peft_oracle: rows["counts"] = "not compared (PEFT not installed)"
+        else:
+            theirs = peft.get_peft_model(make_model(seed), peft.PeftConfig.from_peft_type(**make_config().to_dict()))
+            if tuple(pm.get_nb_trainable_parameters()) != tuple(theirs.get_nb_trainable_parameters()):
+                fail("counts", f"(trainable, all) = {pm.get_nb_trainable_parameters()}, PEFT: {theirs.get_nb_trainable_parameters()}")
+            rows["counts"] = "ok"
+    if "merge" not in skip:
+        before = {k: v.clone() for k, v in pm.get_base_model().state_dict().items() if "base_layer" in k}
+        pm.merge_adapter()
+        if not _close(run(pm), y, tol): fail("merge", "the merged forward differs from the adapter forward")
+        pm.unmerge_adapter()
+        if not _close(run(pm), y, tol): fail("merge", "after unmerge the forward differs from the adapter forward")
+        after = pm.get_base_model().state_dict()
+        drift = max(((after[k].float() - v.float()).abs().max() / v.float().abs().max().clamp_min(1e-12)).item()
+                    for k, v in before.items()) if before else 0.0
+        if drift > tol: fail("merge", f"unmerge left the base weights off by {drift:.2e} (relative)")
+        rows["merge"] = "ok"
+    if "save_load" not in skip:
+        with tempfile.TemporaryDirectory() as d:
+            pm.save_pretrained(d)
+            back = PeftModel.from_pretrained(make_model(seed), d)
+            if not _close(run(back), y, tol): fail("save_load", "the reloaded adapter gives another output")
+        rows["save_load"] = "ok"
+    if "mixed_batch" not in skip:
+        pm.add_adapter("other", make_config()); randomize_adapters(pm, seed=seed + 2, names=["other"])
+        rows_in = next(iter(inputs.values())).shape[0]
+        names = [("default", "other")[i % 2] for i in range(rows_in)]
+        mixed = run(pm, adapter_names=names)
+        for a in ("default", "other"):
+            pm.set_adapter(a); alone = run(pm)
+            idx = [i for i, n in enumerate(names) if n == a]
+            if not _close(mixed[idx], alone[idx], tol): fail("mixed_batch", f"rows of {a!r} differ from a run of {a!r} alone")
+        pm.set_adapter("default"); pm.delete_adapter("other")
+        rows["mixed_batch"] = "ok"
+    if "spectra" not in skip:
+        from peftlab.analysis import delta_spectra
+        spectra, compared = delta_spectra(pm, "default"), 0
+        for path, m in pm.named_modules():
+            if not (isinstance(m, AdapterLayer) and "default" in m.adapter_names and hasattr(m, "delta_weight")): continue
+            key = next((k for k in spectra if path.endswith(k) or k.endswith(path)), None)
+            if key is None: continue
+            with torch.no_grad(): dense = torch.linalg.svdvals(m.delta_weight("default").float().flatten(1))
+            s, k = spectra[key], min(len(spectra[key]), len(dense))
+            if not torch.allclose(s[:k], dense[:k], atol=1e-4 * float(dense.max().clamp_min(1e-12))):
+                fail("spectra", f"{key}: {s[:4].tolist()} vs dense {dense[:4].tolist()}")
+            compared += 1
+        if not compared: fail("spectra", "no adapter layer with a delta_weight to compare")
+        rows["spectra"] = f"ok ({compared} layers)"
+    if "unload" not in skip:    # on a model that was never merged: merging moves float weights by rounding
+        plain = randomize_adapters(get_peft_model(make_model(seed), make_config()), seed=seed + 1).unload()
+        sd = plain.state_dict()
+        if sd.keys() != pristine.keys() or any(not torch.equal(sd[k], v) for k, v in pristine.items()):
+            fail("unload", "the unloaded model's state_dict differs from the original")
+        rows["unload"] = "ok"
+    for c, why in skip.items(): rows[c] = f"skipped: {why}"
+    return pd.DataFrame({"result": [rows[c] for c in checks]}, index=pd.Index(checks, name="check"))
