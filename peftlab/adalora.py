@@ -293,6 +293,30 @@ class AdaLoraModel(BaseTuner):
 
 register_peft_method(PeftType.ADALORA, AdaLoraConfig, AdaLoraModel)
 
+# %% ../nbs/03_adalora.ipynb #8c4b829c
+AdaLoraLayer.peft_method = "adalora"          # its name in analysis tables when no config names it
+AdaLoraConfig.supports_mixed_batch = False     # LoRA's declarations do not carry over
+@patch
+def affine_rank(self: AdaLoraConfig): return None
+
+@patch
+def on_optimizer_step(self: AdaLoraModel, global_step: int):
+    "`update_and_allocate(global_step)` when an adapter trains (nothing for one loaded for inference)."
+    if self.rankallocator is not None: self.update_and_allocate(global_step)
+
+@patch
+def delta_factors(self: AdaLoraLayer, adapter: str):
+    "`(s/r₀ · P_k, diag(λ_k) Q_k)` over the kept triplets k (pruned ones are exact zeros of the spectrum)."
+    lam = self.lora_E[adapter].detach().reshape(-1)
+    keep = lam != 0
+    c = self.scaling[adapter] / (self.ranknum[adapter].detach() + 1e-5)
+    return self.lora_B[adapter].detach()[:, keep] * c, self.lora_A[adapter].detach()[keep] * lam[keep, None]
+
+@patch
+def delta_rank_bound(self: AdaLoraLayer, adapter: str) -> int:
+    "The triplets held (pruned ones included): the rank a spectrum of this layer is padded to."
+    return self.lora_E[adapter].shape[0]
+
 # %% ../nbs/03_adalora.ipynb #db9cfa41
 def _adalora_tuner(model):
     t = getattr(model, "base_model", model)
@@ -309,7 +333,7 @@ def _make_callback():
         "Calls `update_and_allocate(global_step)` after every optimizer step of a `transformers.Trainer`."
         def __init__(self, model): self.tuner = _adalora_tuner(model)
         def on_optimizer_step(self, args, state, control, **kwargs):
-            self.tuner.update_and_allocate(state.global_step)
+            self.tuner.on_optimizer_step(state.global_step)
     AdaLoraCallback.__module__, AdaLoraCallback.__qualname__ = __name__, "AdaLoraCallback"
     return AdaLoraCallback
 

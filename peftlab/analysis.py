@@ -8,7 +8,7 @@ import difflib, math, re
 from typing import Optional, Union
 import torch
 import torch.nn as nn
-from .core import AdapterLayer, BaseTuner, ModulesToSaveWrapper, output_head_names
+from .core import AdapterLayer, BaseTuner, ModulesToSaveWrapper, output_head_names, peft_numel, stored_bytes
 
 # %% auto #0
 __all__ = ['module_kind', 'param_breakdown', 'plot_param_breakdown', 'delta_factors', 'svd_from_factors', 'delta_svd',
@@ -73,40 +73,17 @@ def _peft_configs(model: nn.Module) -> dict:
         if isinstance(cfg, dict): return cfg
     return {}
 
-_FORMS = {frozenset({"lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"}): "lora",
-          frozenset({"lora_A", "lora_B", "lora_E"}): "adalora", frozenset({"ia3_l"}): "ia3"}
-
-def _layer_form(layer: nn.Module) -> Optional[str]:
-    "'lora', 'adalora' or 'ia3' when the adapter tensors a layer class declares are exactly that method's."
-    return _FORMS.get(frozenset(getattr(layer, "adapter_layer_names", ())))
-
 def _method_of(configs: dict, adapter: str, layer: Optional[nn.Module] = None) -> str:
-    "The method of `adapter`: its config's `peft_type`, else the layer's declared adapter tensors."
+    "The method of `adapter`: its config's `peft_type`, else the name its layer class declares."
     pt = getattr(configs.get(adapter), "peft_type", None)
     if pt is not None: return str(getattr(pt, "value", pt)).lower()
-    return _layer_form(layer) or "unknown"
+    return getattr(layer, "peft_method", None) or "unknown"
 
 def _layer_index(path: str):
     "The first all-digit segment of a module path (the index in the layer stack), else None."
     for part in path.split("."):
         if part.isdigit(): return int(part)
     return None
-
-def _quant_bytes(p: torch.Tensor) -> int:
-    "Bytes of the bitsandbytes quantization constants stored with `p` (0 for ordinary tensors)."
-    ts = [getattr(p, "SCB", None)]
-    qs = getattr(p, "quant_state", None)
-    if qs is not None:
-        ts += [getattr(qs, "absmax", None), getattr(qs, "offset", None)]
-        if getattr(qs, "state2", None) is not None: ts.append(getattr(qs.state2, "absmax", None))
-    return sum(t.numel() * t.element_size() for t in ts if isinstance(t, torch.Tensor))
-
-def _peft_numel(p: torch.Tensor) -> int:
-    "Parameter count as PEFT's `get_nb_trainable_parameters` counts it."
-    n = p.numel()
-    if n == 0 and hasattr(p, "ds_numel"): n = p.ds_numel
-    if type(p).__name__ == "Params4bit": n = n * 2 * p.element_size()   # two 4-bit values per stored byte
-    return n
 
 # %% ../nbs/20_analysis.ipynb #80272e36
 def _module_paths(model: nn.Module):
@@ -135,9 +112,9 @@ def _module_paths(model: nn.Module):
         elif isinstance(m, ModulesToSaveWrapper):
             for key in m.modules_to_save.keys():
                 owned[f"{pre}modules_to_save.{key}"] = (key, _method_of(configs, key), None, lp, None)
-        elif isinstance(m, BaseTuner) and isinstance(m._modules.get("prompt_encoder"), nn.ModuleDict):   # prompt methods
-            for key in m.prompt_encoder.keys():
-                owned[f"{pre}prompt_encoder.{key}"] = (key, _method_of(configs, key), "prompt", f"prompt_encoder.{key}", None)
+        elif isinstance(m, BaseTuner):        # per-adapter modules a tuner holds outside its layers (prompt encoders)
+            for sub, (key, _) in m.extra_adapter_modules().items():
+                owned[f"{pre}{sub}"] = (key, _method_of(configs, key), m.extra_module_kind, sub, None)
     return modules, logical, owned
 
 # %% ../nbs/20_analysis.ipynb #130f5036
@@ -167,8 +144,8 @@ def param_breakdown(model: nn.Module) -> "pd.DataFrame":
             if mod not in kinds: kinds[mod] = module_kind(mod, modules.get(owner), heads)
             kind, target = kinds[mod], None
         rows.append((name, mod, _layer_index(mod), kind, target, adapter, method, tuple(p.shape),
-                     str(p.dtype).replace("torch.", ""), _peft_numel(p), p.requires_grad,
-                     p.numel() * p.element_size() + _quant_bytes(p)))
+                     str(p.dtype).replace("torch.", ""), peft_numel(p), p.requires_grad,
+                     stored_bytes(p)))
     df = pd.DataFrame(rows, columns=_BREAKDOWN_COLUMNS)
     df["layer"] = df["layer"].astype("Int64")
     return df
@@ -209,10 +186,6 @@ def plot_param_breakdown(model_or_df,               # a model, or a `param_break
     return fig
 
 # %% ../nbs/20_analysis.ipynb #ae228fd5
-def _stored_transposed(layer: AdapterLayer) -> bool:
-    "Whether the layer stores its weight as (in, out): Conv1D (fan_in_fan_out) or an embedding table."
-    return bool(getattr(layer, "fan_in_fan_out", False)) or isinstance(layer.get_base_layer(), nn.Embedding)
-
 def _check_values(layer: AdapterLayer, adapter: str, what: str = "this analysis"):
     "Refuse adapter tensors on the meta device (they have shapes but no values)."
     for attr in layer.adapter_layer_names:
@@ -224,20 +197,8 @@ def _check_values(layer: AdapterLayer, adapter: str, what: str = "this analysis"
                              f"planning). Load real weights (e.g. from_pretrained) first; param_breakdown works on meta.")
 
 def delta_factors(layer: AdapterLayer, adapter: str):
-    "`(L, R)` with ΔW = L @ R in (out, in) orientation for LoRA / AdaLoRA layers; None for methods without factors."
-    form = _layer_form(layer)
-    with torch.no_grad():
-        if form == "adalora":
-            lam = layer.lora_E[adapter].detach().reshape(-1)
-            keep = lam != 0                                     # pruned triplets are exact zeros of the spectrum
-            c = layer.scaling[adapter] / (layer.ranknum[adapter].detach() + 1e-5)
-            return layer.lora_B[adapter].detach()[:, keep] * c, layer.lora_A[adapter].detach()[keep] * lam[keep, None]
-        if form == "lora" and adapter in layer.lora_embedding_A:     # LoRA on nn.Embedding
-            return layer.lora_embedding_B[adapter].detach() * layer.scaling[adapter], layer.lora_embedding_A[adapter].detach()
-        if form == "lora":                                            # nn.Linear, Conv1D, Conv2d (B is 1×1)
-            B, A = layer.lora_B[adapter].weight.detach(), layer.lora_A[adapter].weight.detach()
-            return B.flatten(1) * layer.scaling[adapter], A.flatten(1)
-    return None
+    "`(L, R)` with ΔW = L @ R in (out, in) orientation where the layer's method is factored; None otherwise."
+    with torch.no_grad(): return layer.delta_factors(adapter)   # each method's layer says (00_core's contract)
 
 def _dense_delta(layer: AdapterLayer, adapter: str) -> torch.Tensor:
     "ΔW from `delta_weight`, as a float (out, in) matrix."
@@ -245,11 +206,11 @@ def _dense_delta(layer: AdapterLayer, adapter: str) -> torch.Tensor:
         dw = layer.delta_weight(adapter).detach()
     dw = dw.float() if dw.dtype != torch.float64 else dw
     if dw.dim() > 2: dw = dw.flatten(1)
-    return dw.T if _stored_transposed(layer) else dw
+    return dw.T if layer.weight_is_transposed() else dw
 
 def _delta_rank_bound(layer, adapter, L, m, n) -> int:
-    r = layer.lora_E[adapter].shape[0] if _layer_form(layer) == "adalora" else L.shape[1]
-    return min(r, m, n)
+    r = layer.delta_rank_bound(adapter)
+    return min(L.shape[1] if r is None else r, m, n)
 
 # %% ../nbs/20_analysis.ipynb #927fac87
 def svd_from_factors(L: torch.Tensor,            # (m, r) left factor
@@ -559,22 +520,14 @@ def plot_subspace_similarity(grid,                    # φ grid from `subspace_s
 
 # %% ../nbs/20_analysis.ipynb #d2ae4c32
 def _base_weight(layer: AdapterLayer) -> torch.Tensor:
-    "The frozen base weight as a float (out, in) matrix (bitsandbytes weights dequantized)."
+    "The frozen base weight as a float (out, in) matrix (packed weights dequantized by the layer)."
     if layer.merged_adapters:
         raise ValueError(f"Adapters {layer.merged_adapters} are merged into this layer's base weight, which then holds "
                          f"W + ΔW; call unmerge_adapter() first.")
     W = layer.get_base_layer().weight
     if W.device.type == "meta":
         raise ValueError("amplification needs the base weight W, but it is on the meta device; load real weights first.")
-    with torch.no_grad():
-        if type(W).__name__ == "Params4bit":
-            import bitsandbytes.functional as bnbf
-            W = bnbf.dequantize_4bit(W.data, W.quant_state)
-        elif type(W).__name__ == "Int8Params" and getattr(W, "SCB", None) is not None:
-            W = W.data.float() * (W.SCB.float()[:, None] / 127.0)
-        W = W.detach().float()
-    if W.dim() > 2: W = W.flatten(1)
-    return W.T if _stored_transposed(layer) else W
+    return layer.base_weight_f32()
 
 def _random_orthonormal(d: int, k: int, g: torch.Generator) -> torch.Tensor:
     return torch.linalg.qr(torch.randn(d, k, generator=g, dtype=torch.float64))[0].float()

@@ -14,11 +14,11 @@ import torch.nn as nn
 __all__ = ['LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'PEFT_TYPE_TO_CONFIG_MAPPING', 'PEFT_TYPE_TO_TUNER_MAPPING',
            'PeftType', 'TaskType', 'patch_to', 'patch', 'PeftConfig', 'TunerConfig', 'get_layer_index',
            'check_target_module_exists', 'model_type_of', 'resolve_target_modules', 'linear_fan_in_fan_out',
-           'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear', 'register_packed_weight',
-           'register_model_preparer', 'prepare_layer_libraries', 'AdapterLayer', 'MixedBatch', 'mixed_batch',
-           'loading_adapter', 'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper', 'get_submodules',
-           'check_adapter_name', 'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'register_peft_method',
-           'config_class_for']
+           'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear', 'PackedWeight',
+           'register_packed_weight', 'packed_weight', 'peft_numel', 'stored_bytes', 'register_model_preparer',
+           'prepare_layer_libraries', 'AdapterLayer', 'MixedBatch', 'mixed_batch', 'loading_adapter',
+           'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper', 'get_submodules', 'check_adapter_name',
+           'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -126,11 +126,7 @@ class PeftConfig:
     auto_mapping: Optional[dict] = None               # base class to rebuild when `task_type` is None
 
     # field name -> the interval its numbers must lie in (a dict's values, a list's items); subclasses add theirs
-    _ranges = {"r": "[1, 1048576]", "layers_to_transform": "[0, 1048576]", "rank_pattern": "[1, 1048576]",
-               "lora_dropout": "[0, 1)", "rank_dropout": "[0, 1)", "module_dropout": "[0, 1)",
-               "num_virtual_tokens": "[1, 1048576]", "token_dim": "[1, 1048576]", "num_layers": "[1, 1048576]",
-               "num_attention_heads": "[1, 1048576]", "num_transformer_submodules": "[1, 2]",
-               "encoder_hidden_size": "[1, 1048576]"}
+    _ranges = {"r": "[1, 1048576]", "layers_to_transform": "[0, 1048576]", "rank_pattern": "[1, 1048576]"}
     _regex_fields = ("target_modules", "exclude_modules", "layers_pattern")  # a string value is a regex
     _regex_item_fields = ("layers_pattern",)                                 # ... and so is each list item
     _regex_key_fields = ("rank_pattern", "alpha_pattern")                    # dict keys are regexes (PEFT's rule)
@@ -196,6 +192,16 @@ class PeftConfig:
 
     def check_model(self, model: nn.Module):
         "Refuse, before anything changes, a config that cannot fit `model` (a method overrides this)."
+
+    # what a method may declare on its config (class attributes, not fields: never saved)
+    layer_bias_mode = None          # the `bias` value that trains and saves the biases of the layers it wraps
+    supports_mixed_batch = False    # whether its adapters can share one batch (`adapter_names=[...]`)
+    def affine_rank(self) -> Optional[int]:
+        "The rank every adapter size is affine in (memory estimates trace two ranks and interpolate), else None."
+        return None
+    def with_rank(self, r: int):
+        "A copy of this config at rank `r`, sizes only (for `affine_rank`)."
+        raise NotImplementedError
 
     @property
     def is_prompt_learning(self) -> bool: return False
@@ -334,13 +340,13 @@ def linear_fan_in_fan_out(target: nn.Module, key: str, method: str) -> bool:
                     f"cannot wrap; it wraps torch.nn.Linear and transformers' Conv1D. Choose target_modules among those.")
 
 def linear_features(layer: nn.Module, fan_in_fan_out: bool) -> tuple[int, int]:
-    "(in, out) of a linear layer: its own `in_features`/`out_features` (a 4-bit weight is packed), else the weight's shape."
+    "(in, out) of a linear layer: its own `in_features`/`out_features` (a packed weight's shape is not), else the weight's shape."
     if isinstance(getattr(layer, "in_features", None), int): return layer.in_features, layer.out_features
     w = layer.weight                                        # transformers Conv1D: (in, out)
     return tuple(w.shape) if fan_in_fan_out else tuple(w.shape[::-1])
 
 def is_linear_like(m: nn.Module) -> bool:
-    "`nn.Linear` or transformers' `Conv1D` (GPT-2), or a bitsandbytes linear (subclasses of `nn.Linear`)."
+    "`nn.Linear` or transformers' `Conv1D` (GPT-2), or a quantized linear (layer libraries subclass `nn.Linear`)."
     C = _conv1d_cls()
     return isinstance(m, nn.Linear) or (C is not None and isinstance(m, C))
 
@@ -371,16 +377,52 @@ def expand_all_linear(config: TunerConfig, model: nn.Module) -> TunerConfig:
     return config
 
 # %% ../nbs/00_core.ipynb #6f25b2fb
-_PACKED_WEIGHTS: dict = {}   # weight class name -> (dequantize(layer) -> float32 W, requantize(layer, W)); peftlab.quant
+class PackedWeight(typing.NamedTuple):
+    "What shared code (merge, counts, analysis, memory) asks of a packed (quantized) weight class."
+    dequantize: Any    # dequantize(layer) -> the float32 (out, in) weight the layer computes with
+    requantize: Any    # requantize(layer, W): pack dense W into the layer (a new weight object)
+    keep: Any          # keep(layer) -> what restores the weight exactly
+    restore: Any       # restore(layer, kept): put it back
+    numel: Any         # numel(p, n) -> the values `n` stored elements of p hold (PEFT's count)
+    extra_bytes: Any   # extra_bytes(p) -> bytes of quantization state stored beside p's data
+    plan: Any          # plan(layer) -> the quantization settings memory estimates cost, e.g. {"kind": "4bit", ...}
+
+_PACKED_WEIGHTS: dict = {}   # weight class name -> PackedWeight, filled by layer-library plugins (peftlab.quant)
 
 def _keep_weight(layer): return layer.weight
 def _put_weight(layer, kept): layer.weight = kept
 
 def register_packed_weight(name: str, dequantize, requantize,
                            keep=_keep_weight,   # keep(layer) -> what restores the weight exactly (default: the weight object)
-                           restore=_put_weight): # restore(layer, kept): put it back (requantize must make a new weight)
-    "Let additive adapters merge into layers whose weight is of class `name` (e.g. bitsandbytes' Params4bit)."
-    _PACKED_WEIGHTS[name] = (dequantize, requantize, keep, restore)
+                           restore=_put_weight, # restore(layer, kept): put it back (requantize must make a new weight)
+                           numel=lambda p, n: n, extra_bytes=lambda p: 0, plan=lambda layer: None):
+    "Let merge, counts, analysis and memory handle layers whose weight is of class `name` (a layer library's packed weight)."
+    _PACKED_WEIGHTS[name] = PackedWeight(dequantize, requantize, keep, restore, numel, extra_bytes, plan)
+
+def _library_of(obj) -> str: return type(obj).__module__.split(".")[0]
+
+def packed_weight(w) -> Optional[PackedWeight]:
+    "The registered `PackedWeight` of `w`'s class (its library's plugin imported on first sight), else None."
+    if w is None or type(w) in (torch.Tensor, nn.Parameter): return None
+    entry = _PACKED_WEIGHTS.get(type(w).__name__)
+    plugin = LAYER_LIBRARY_PLUGINS.get(_library_of(w))
+    if entry is None and plugin is not None:
+        try: importlib.import_module(plugin[0])
+        except ImportError: return None
+        entry = _PACKED_WEIGHTS.get(type(w).__name__)
+    return entry
+
+def peft_numel(p: torch.Tensor) -> int:
+    "Parameter count as PEFT's `get_nb_trainable_parameters` counts it (ZeRO-3 shards, packed weights' values)."
+    n = p.numel()
+    if n == 0 and hasattr(p, "ds_numel"): n = p.ds_numel          # DeepSpeed ZeRO-3 shards
+    entry = packed_weight(p)
+    return n if entry is None else entry.numel(p, n)
+
+def stored_bytes(p: torch.Tensor) -> int:
+    "Bytes `p` occupies: its data plus, for a packed weight, the quantization state stored with it."
+    entry = packed_weight(p)
+    return p.numel() * p.element_size() + (0 if entry is None else entry.extra_bytes(p))
 
 # layer library (top-level package of a layer's class) -> the peftlab module that supports it, imported on first use,
 # so that `import peftlab` neither needs nor imports an optional library such as bitsandbytes
@@ -494,21 +536,22 @@ class AdapterLayer(nn.Module):
 
     # --- merge / unmerge, written once ----------------------------------------
     def _mergeable_base(self) -> nn.Module:
-        "The base layer, after refusing packed bitsandbytes weights (adding ΔW to their codes would corrupt them)."
+        "The base layer, after refusing a packed (quantized) weight: adding ΔW to its codes would corrupt them."
         base = self.get_base_layer()
-        packed = type(getattr(base, "weight", None)).__name__
-        if packed in ("Params4bit", "Int8Params"):
-            raise TypeError(f"Cannot merge into {type(base).__name__}: its weight is a packed bitsandbytes {packed}. "
-                            f"A quantized merge must dequantize, add and requantize: `import peftlab.quant` (needs "
-                            f"bitsandbytes) gives additive methods (LoRA, DoRA, AdaLoRA, VeRA, LoHa, LoKr) that merge; "
-                            f"for multiplicative ones ((IA)³, bottleneck) load the base without quantization_config "
-                            f"and merge there.")
+        W = getattr(base, "weight", None)
+        if packed_weight(W) is not None or (type(W) not in (torch.Tensor, nn.Parameter, type(None))
+                                            and _library_of(W) in LAYER_LIBRARY_PLUGINS):
+            raise TypeError(f"Cannot merge into {type(base).__name__}: its weight is a packed {_library_of(W)} "
+                            f"{type(W).__name__}. A quantized merge must dequantize, add and requantize, which "
+                            f"`AdapterLayer.merge` does for methods whose update is additive (a `delta_weight`, with "
+                            f"the library's peftlab plugin installed); for a multiplicative method load the base "
+                            f"without quantization_config and merge there.")
         return base
 
     def _packed_io(self):
-        "(dequantize, requantize) for a packed (quantized) base weight registered by peftlab.quant, else None."
-        io = _PACKED_WEIGHTS.get(type(getattr(self.get_base_layer(), "weight", None)).__name__)
-        return None if io is None else io[:2]
+        "(dequantize, requantize) for a packed (quantized) base weight in the packed-weight registry, else None."
+        e = packed_weight(getattr(self.get_base_layer(), "weight", None))
+        return None if e is None else (e.dequantize, e.requantize)
 
     def _weight_dtype(self) -> torch.dtype:
         "The dtype ΔW is returned in: the base weight's, or float32 for a packed (quantized) weight."
@@ -531,14 +574,14 @@ class AdapterLayer(nn.Module):
     def _keep_packed(self):
         "Keep what restores the packed weight (and bias) exactly, before the first merge changes them."
         base = self.get_base_layer()
-        keep = _PACKED_WEIGHTS[type(base.weight).__name__][2]
+        keep = packed_weight(base.weight).keep
         bias = getattr(base, "bias", None)
         self.__dict__["_packed_kept"] = (keep(base), None if bias is None else bias.detach().clone())
 
     def _restore_packed(self, kept):
         "Put the packed weight and the bias back as they were before the first merge."
         base, (w, bias) = self.get_base_layer(), kept
-        _PACKED_WEIGHTS[type(base.weight).__name__][3](base, w)
+        packed_weight(base.weight).restore(base, w)
         if bias is not None: base.bias.data.copy_(bias)
 
     def _merge_packed(self, names: list, safe_merge: bool, sign: int = 1):
@@ -595,6 +638,31 @@ class AdapterLayer(nn.Module):
             base.weight.data -= self.delta_weight(a).to(base.weight.dtype)
             db = self.delta_bias(a)
             if db is not None: base.bias.data -= db.to(base.bias.dtype)
+
+# %% ../nbs/00_core.ipynb #a32755c4
+@patch
+def delta_factors(self: AdapterLayer, adapter: str) -> Optional[tuple]:
+    "`(B, A)` with ΔW = B @ A, (out, in) orientation, scaling included, where the update is factored; else None."
+    return None
+
+@patch
+def delta_rank_bound(self: AdapterLayer, adapter: str) -> Optional[int]:
+    "A bound on rank(ΔW) that the factors do not show (None: their inner size)."
+    return None
+
+@patch
+def weight_is_transposed(self: AdapterLayer) -> bool:
+    "Whether the base stores its weight as (in, out): transformers' Conv1D (fan_in_fan_out) or an embedding table."
+    return bool(getattr(self, "fan_in_fan_out", False)) or isinstance(self.get_base_layer(), nn.Embedding)
+
+@patch
+def base_weight_f32(self: AdapterLayer) -> torch.Tensor:
+    "The frozen base weight as float32 (out, in), conv kernels flattened (a packed weight dequantized)."
+    base = self.get_base_layer()
+    entry = packed_weight(base.weight)
+    with torch.no_grad(): W = (base.weight if entry is None else entry.dequantize(base)).detach().float()
+    if W.dim() > 2: W = W.flatten(1)
+    return W.T if self.weight_is_transposed() else W
 
 # %% ../nbs/00_core.ipynb #782b83b0
 class MixedBatch:
@@ -983,7 +1051,7 @@ class BaseTuner(nn.Module):
             if bias == "all":
                 for n, p in model.named_parameters():
                     if n.endswith(".bias") or n == "bias": p.requires_grad_(True)
-            elif bias == "lora_only":
+            elif bias == getattr(self.peft_config.get(name), "layer_bias_mode", None):   # the method's own mode
                 for m in model.modules():
                     if isinstance(m, AdapterLayer) and getattr(m.get_base_layer(), "bias", None) is not None:
                         m.get_base_layer().bias.requires_grad_(True)
@@ -1094,3 +1162,22 @@ def config_class_for(peft_type) -> type:
         raise ValueError(f"Unknown or unsupported peft_type {peft_type!r}; peftlab supports "
                          f"{sorted(t.value for t in PEFT_TYPE_TO_CONFIG_MAPPING)}.")
     return PEFT_TYPE_TO_CONFIG_MAPPING[pt]
+
+# %% ../nbs/00_core.ipynb #6bd3fa5d
+@patch
+def on_optimizer_step(self: BaseTuner, global_step: int):
+    "Run the method's own step after each optimizer step (before `zero_grad`); nothing by default."
+
+@patch
+def convert_for_saving(self: BaseTuner, config: dict, tensors: dict, initial: dict, where: str = "the initial adapter"):
+    "`(config, tensors)` of this adapter as a plain adapter of the original base, given its `initial` tensors."
+    raise ValueError(f"path_initial_model_for_weight_conversion converts adapters whose initialisation moved part of "
+                     f"the base weight into them; {self.method_name} adapters ({config.get('peft_type')}) have no "
+                     f"such conversion.")
+
+BaseTuner.extra_module_kind = "adapter"   # the `kind` param_breakdown gives the tensors of `extra_adapter_modules`
+
+@patch
+def extra_adapter_modules(self: BaseTuner) -> dict:
+    "`{path inside the tuner: (adapter name, module)}` of per-adapter modules held outside adapter layers."
+    return {}

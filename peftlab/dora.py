@@ -204,6 +204,14 @@ class DoraConv2d(DoraMixin, Conv2d):
 
     def __repr__(self): return "lora.dora." + super(Conv2d, self).__repr__()
 
+# %% ../nbs/02b_dora.ipynb #f09d08b7
+from .core import patch
+
+@patch
+def delta_factors(self: DoraMixin, adapter: str):
+    "None for a DoRA adapter (its magnitude rescales W + sBA, so ΔW is not sBA); plain LoRA factors otherwise."
+    return None if adapter in self.lora_magnitude_vector else super(DoraMixin, self).delta_factors(adapter)
+
 # %% ../nbs/02b_dora.ipynb #b271323d
 def _is_dense(t):
     Conv1D = _conv1d_cls()

@@ -68,6 +68,7 @@ def is_feedforward_module(config: IA3Config, key: str) -> bool:
 class IA3Layer(AdapterLayer):
     "(IA)³ scaling vectors around `nn.Linear` or transformers `Conv1D`."
     adapter_layer_names = ("ia3_l",)
+    peft_method = "ia3"            # its name in analysis tables when no config names it
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, is_feedforward: bool, fan_in_fan_out: bool,
                  init_ia3_weights: bool = True):

@@ -19,8 +19,7 @@ __all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'PEFT_FORM
            'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
            'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'adapter_key_map',
            'get_peft_model_state_dict', 'set_peft_model_state_dict', 'folder_lock', 'write_adapter_files',
-           'committed_file', 'settle_folder', 'config_fingerprint', 'convert_to_plain_lora', 'load_peft_weights',
-           'AutoPeftModel']
+           'committed_file', 'settle_folder', 'config_fingerprint', 'load_peft_weights', 'AutoPeftModel']
 
 # %% ../nbs/11_io.ipynb #290e3867
 CONFIG_NAME = "adapter_config.json"
@@ -56,7 +55,7 @@ def _extra_keys(model: nn.Module, config, save_embedding_layers="auto") -> list[
     if bias == "all":
         owned = {mk for a in model.peft_config for mk in adapter_key_map(model, a).values()}
         keys += [k for k in sd_keys if k.endswith(".bias") and k not in inside and k not in owned]
-    elif bias == "lora_only":
+    elif bias == getattr(config, "layer_bias_mode", None):   # the method's own mode, e.g. its wrapped layers' biases
         for path, m in model.named_modules():
             if isinstance(m, AdapterLayer) and getattr(m.get_base_layer(), "bias", None) is not None:
                 keys.append(f"{path}.base_layer.bias")
@@ -106,7 +105,7 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
         raise ValueError(f"The checkpoint holds {len(base_keys)} tensor(s) of the base model that adapter "
                          f"{adapter_name!r} does not own, e.g. {base_keys[:3]}; loading them would overwrite the base "
                          f"model's weights. An adapter file holds only the adapter's tensors (plus biases for bias="
-                         f"'all'/'lora_only' and embeddings the adapter targets). Remove them from the file, or load "
+                         f"'all' or the method's own bias mode, and embeddings the adapter targets). Remove them from the file, or load "
                          f"them into the base model yourself if you mean to.")
     missing = [fk for fk, mk in kmap.items() if mk not in load]
     if kmap and len(missing) == len(kmap):
@@ -252,34 +251,6 @@ def _model_card(d: dict) -> str:
     return head + f"\n# Adapter\n\nA {d.get('peft_type')} adapter in Hugging Face PEFT's format, trained with peftlab. " \
                   f"Load it with `peftlab.PeftModel.from_pretrained(base_model, path)` or PEFT's equivalent.\n"
 
-def convert_to_plain_lora(config: dict, tensors: dict, initial: dict, where: str = "the initial adapter"):
-    "A PiSSA / OLoRA adapter (`tensors`, started at `initial`) as a rank-2r LoRA for the original base (PEFT's rule)."
-    if config.get("peft_type") != "LORA":
-        raise ValueError(f"path_initial_model_for_weight_conversion converts LoRA adapters (PiSSA / OLoRA starts); "
-                         f"this adapter is {config.get('peft_type')}.")
-    if config.get("use_dora"):
-        raise ValueError("A DoRA adapter cannot be converted to a plain LoRA: its magnitude rescales W + sBA, so the "
-                         "update is not BA − B₀A₀. Share the residual base with the adapter instead.")
-    if config.get("use_rslora") and (config.get("rank_pattern") or config.get("alpha_pattern")):
-        raise ValueError("Converting with use_rslora=True and a rank_pattern / alpha_pattern is not supported (as in "
-                         "PEFT): the patterns' alphas would need a √2 factor each; drop the patterns or rsLoRA.")
-    if sorted(initial) != sorted(tensors) or any(initial[k].shape != tensors[k].shape for k in tensors):
-        diff = sorted(set(initial) ^ set(tensors))[:4] or [k for k in tensors if initial[k].shape != tensors[k].shape][:4]
-        raise ValueError(f"{where} is not this adapter's initial adapter: its tensors do not match (e.g. {diff}); "
-                         f"save the adapter right after creating it and pass that folder.")
-    out = {}
-    for k, t in tensors.items():
-        t0 = initial[k].to(t.device, t.dtype)
-        if k.endswith(("lora_A.weight", "lora_embedding_A")): out[k] = torch.cat([t, t0], 0)   # [A ; A₀]
-        elif k.endswith(("lora_B.weight", "lora_embedding_B")): out[k] = torch.cat([t, -t0], 1)  # [B | −B₀]
-        elif k.endswith("lora_B.bias"): out[k] = t - t0
-        else: out[k] = t                                   # modules_to_save etc.: full copies, valid as they are
-    config = dict(config, init_lora_weights=True, r=2 * config["r"],
-                  lora_alpha=config["lora_alpha"] * (2 ** 0.5 if config.get("use_rslora") else 2))
-    for p in ("rank_pattern", "alpha_pattern"):
-        if config.get(p): config[p] = {k: 2 * v for k, v in config[p].items()}
-    return config, out
-
 @patch
 def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bool = True,
                     selected_adapters: Optional[list[str]] = None, save_embedding_layers="auto",
@@ -311,7 +282,8 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
         if any(t.device.type == "meta" for t in clean.values()):
             raise ValueError("This model is on the meta device (a plan, with no weights); there is nothing to save.")
         d = _config_for_saving(self, name)
-        if initial is not None: d, clean = convert_to_plain_lora(d, clean, load_peft_weights(initial), initial)
+        if initial is not None:   # the method's own conversion to a plain adapter of the original base (00_core hook)
+            d, clean = self.base_model.convert_for_saving(d, clean, load_peft_weights(initial), initial)
         wname, other = (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME) if safe_serialization else (WEIGHTS_NAME, SAFETENSORS_WEIGHTS_NAME)
         writers = {wname: _write_tensors(clean, safe_serialization, {"peftlab_config": config_fingerprint(d)}),
                    CONFIG_NAME: _write_json(d)}

@@ -15,7 +15,7 @@ from .core import _conv1d_cls
 
 # %% auto #0
 __all__ = ['init_family', 'LoraConfig', 'pattern_value', 'LoraLayer', 'register_lora_init', 'Linear', 'Embedding', 'Conv2d',
-           'register_lora_dispatcher', 'LoraModel']
+           'register_lora_dispatcher', 'LoraModel', 'convert_to_plain_lora']
 
 # %% ../nbs/02_lora.ipynb #022f8d80
 _PLAIN_INITS = (True, False, "gaussian")
@@ -38,6 +38,7 @@ from typing import Literal
 class LoraConfig(TunerConfig):
     "Configuration of a LoRA adapter (Hugging Face PEFT's fields and defaults)."
     _peft_type = PeftType.LORA  # subclasses (AdaLoRA) set their own
+    _ranges = {"lora_dropout": "[0, 1)"}     # checked by PeftConfig, with the shared fields' ranges
     r: int = 8                               # rank of the update
     lora_alpha: float = 8                    # scaling numerator: s = lora_alpha / r (or / √r with rsLoRA)
     lora_dropout: float = 0.0                # dropout on the adapter input, in [0, 1)
@@ -459,3 +460,62 @@ class LoraModel(BaseTuner):
                         f"cannot wrap. {_supported_types_message()}; choose target_modules among those.")
 
 register_peft_method(PeftType.LORA, LoraConfig, LoraModel)
+
+# %% ../nbs/02_lora.ipynb #a5b61bb2
+LoraLayer.peft_method = "lora"                 # its name in analysis tables when no config names it
+LoraConfig.layer_bias_mode = "lora_only"       # bias="lora_only": the wrapped layers' biases train and are saved
+LoraConfig.supports_mixed_batch = True         # adapter_names=[...] may mix LoRA adapters in one batch
+
+@patch
+def affine_rank(self: LoraConfig) -> Optional[int]:
+    "`r`: every LoRA size is affine in it (None for a per-module rank pattern given as a dict of ranks)."
+    return self.r if isinstance(self.r, int) else None
+
+@patch
+def with_rank(self: LoraConfig, r: int):
+    "A copy at rank `r`; lora_alpha changes no size, so it is normalised to 8."
+    import copy
+    c = copy.deepcopy(self); c.r, c.lora_alpha = r, 8
+    return c
+
+@patch
+def delta_factors(self: LoraLayer, adapter: str) -> Optional[tuple]:
+    "`(s·B, A)` in (out, in) orientation: LoRA's update is factored by construction."
+    if adapter in self.lora_embedding_A:       # nn.Embedding: A (r, num), B (dim, r)
+        return self.lora_embedding_B[adapter].detach() * self.scaling[adapter], self.lora_embedding_A[adapter].detach()
+    if adapter not in self.lora_A: return None
+    B, A = self.lora_B[adapter].weight.detach(), self.lora_A[adapter].weight.detach()   # Conv2d: B is 1×1
+    return B.flatten(1) * self.scaling[adapter], A.flatten(1)
+
+def convert_to_plain_lora(config: dict, tensors: dict, initial: dict, where: str = "the initial adapter"):
+    "A PiSSA / OLoRA adapter (`tensors`, started at `initial`) as a rank-2r LoRA for the original base (PEFT's rule)."
+    if config.get("peft_type") != "LORA":
+        raise ValueError(f"path_initial_model_for_weight_conversion converts LoRA adapters (PiSSA / OLoRA starts); "
+                         f"this adapter is {config.get('peft_type')}.")
+    if config.get("use_dora"):
+        raise ValueError("A DoRA adapter cannot be converted to a plain LoRA: its magnitude rescales W + sBA, so the "
+                         "update is not BA − B₀A₀. Share the residual base with the adapter instead.")
+    if config.get("use_rslora") and (config.get("rank_pattern") or config.get("alpha_pattern")):
+        raise ValueError("Converting with use_rslora=True and a rank_pattern / alpha_pattern is not supported (as in "
+                         "PEFT): the patterns' alphas would need a √2 factor each; drop the patterns or rsLoRA.")
+    if sorted(initial) != sorted(tensors) or any(initial[k].shape != tensors[k].shape for k in tensors):
+        diff = sorted(set(initial) ^ set(tensors))[:4] or [k for k in tensors if initial[k].shape != tensors[k].shape][:4]
+        raise ValueError(f"{where} is not this adapter's initial adapter: its tensors do not match (e.g. {diff}); "
+                         f"save the adapter right after creating it and pass that folder.")
+    out = {}
+    for k, t in tensors.items():
+        t0 = initial[k].to(t.device, t.dtype)
+        if k.endswith(("lora_A.weight", "lora_embedding_A")): out[k] = torch.cat([t, t0], 0)   # [A ; A₀]
+        elif k.endswith(("lora_B.weight", "lora_embedding_B")): out[k] = torch.cat([t, -t0], 1)  # [B | −B₀]
+        elif k.endswith("lora_B.bias"): out[k] = t - t0
+        else: out[k] = t                                   # modules_to_save etc.: full copies, valid as they are
+    config = dict(config, init_lora_weights=True, r=2 * config["r"],
+                  lora_alpha=config["lora_alpha"] * (2 ** 0.5 if config.get("use_rslora") else 2))
+    for p in ("rank_pattern", "alpha_pattern"):
+        if config.get(p): config[p] = {k: 2 * v for k, v in config[p].items()}
+    return config, out
+
+@patch
+def convert_for_saving(self: LoraModel, config: dict, tensors: dict, initial: dict, where: str = "the initial adapter"):
+    "PiSSA / OLoRA → a plain rank-2r LoRA of the original base (`convert_to_plain_lora`)."
+    return convert_to_plain_lora(config, tensors, initial, where)

@@ -54,6 +54,7 @@ class LycorisConfig(TunerConfig):
     "Fields shared by LoHa and LoKr (types and ranges of r, alpha, dropouts and patterns are checked by PeftConfig)."
     rank_pattern: dict[str, int] = field(default_factory=dict)     # regex -> rank for matching modules
     alpha_pattern: dict[str, float] = field(default_factory=dict)  # regex -> alpha for matching modules
+    _ranges = {"rank_dropout": "[0, 1)", "module_dropout": "[0, 1)"}
 
 @dataclass
 class LoHaConfig(LycorisConfig):

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import torch
 import torch.nn as nn
-from .core import AdapterLayer, ModulesToSaveWrapper, output_head_names, is_linear_like
+from .core import AdapterLayer, BaseTuner, ModulesToSaveWrapper, output_head_names, is_linear_like, packed_weight
 
 def _fmt(n: float) -> str:
     "Bytes as a short human string (binary units)."
@@ -192,10 +192,11 @@ class _SDPAStandIn(torch.overrides.TorchFunctionMode):
         return out
 
 # %% ../nbs/21_memory.ipynb #e4e2f711
-def _bnb_kind(m: nn.Module) -> Optional[str]:
-    if isinstance(m, AdapterLayer): return None   # e.g. peftlab.quant.Linear4bit: a LoRA layer *around* a bnb layer
-    n = type(m).__name__
-    return "4bit" if n == "Linear4bit" else "8bit" if n in ("Linear8bitLt", "Linear8bit") else None
+def _packed_plan(m: Optional[nn.Module]) -> Optional[dict]:
+    "The quantization settings of a layer with a packed weight (its registry entry's `plan`), else None."
+    if m is None or isinstance(m, AdapterLayer): return None   # an adapter layer *around* a quantized layer
+    entry = packed_weight(m._parameters.get("weight"))
+    return None if entry is None else entry.plan(m)
 
 def _adapter_param_ids(model: nn.Module) -> set[int]:
     "ids of the tensors that belong to adapters: adapter layers' tensors, prompt encoders, modules_to_save copies."
@@ -206,12 +207,12 @@ def _adapter_param_ids(model: nn.Module) -> set[int]:
                 ids |= {id(p) for p in getattr(m, attr).parameters()}
         elif isinstance(m, ModulesToSaveWrapper):
             ids |= {id(p) for p in m.modules_to_save.parameters()}
-        pe = getattr(m, "prompt_encoder", None)
-        if isinstance(pe, nn.ModuleDict): ids |= {id(p) for p in pe.parameters()}
+        if isinstance(m, BaseTuner):                           # e.g. prompt encoders
+            for _, mod in m.extra_adapter_modules().values(): ids |= {id(p) for p in mod.parameters()}
     return ids
 
 def _meta_twin(model: nn.Module, dtype=None) -> tuple[nn.Module, dict]:
-    "A meta-device deep copy of `model` (no storage copied) and {module path: quantization} of its bnb layers."
+    "A meta-device deep copy of `model` (no storage copied) and {module path: quantization} of its packed layers."
     memo = {}
     adapters = _adapter_param_ids(model)
     float_dt = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), torch.float32)
@@ -219,8 +220,7 @@ def _meta_twin(model: nn.Module, dtype=None) -> tuple[nn.Module, dict]:
         for name, t in itertools.chain(m._parameters.items(), m._buffers.items()):
             if t is None or id(t) in memo: continue
             shape, dt = tuple(t.shape), t.dtype
-            kind = _bnb_kind(m)
-            if kind and name == "weight":
+            if name == "weight" and _packed_plan(m):
                 shape, dt = (m.out_features, m.in_features), getattr(m, "compute_dtype", None) or float_dt
                 qs = getattr(t, "quant_state", None)
                 if qs is not None: memo[id(qs)] = None
@@ -233,9 +233,9 @@ def _meta_twin(model: nn.Module, dtype=None) -> tuple[nn.Module, dict]:
     originals = dict(model.named_modules())
     quant = {}
     for path, m in list(twin.named_modules()):
-        kind = _bnb_kind(m)
-        if kind is None: continue
-        quant[path] = _bnb_settings(originals[path], kind)
+        plan = _packed_plan(originals.get(path))
+        if plan is None: continue
+        quant[path] = plan
         lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, device="meta", dtype=m.weight.dtype)
         lin.weight.requires_grad_(False)
         if m.bias is not None: lin.bias = m.bias
@@ -244,10 +244,7 @@ def _meta_twin(model: nn.Module, dtype=None) -> tuple[nn.Module, dict]:
         setattr(twin.get_submodule(parent) if parent else twin, name, lin)
     return twin, quant
 
-def _bnb_settings(m, kind) -> dict:
-    if kind == "8bit": return {"kind": "8bit"}
-    qs = getattr(m.weight, "quant_state", None)
-    return {"kind": "4bit", "blocksize": getattr(qs, "blocksize", 64), "double_quant": bool(getattr(qs, "nested", False))}
+
 
 # %% ../nbs/21_memory.ipynb #b3d9d802
 def _layer_stacks(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
@@ -351,7 +348,7 @@ class _Analysis:
     n_trace_segs: int
     tseg_k: np.ndarray      # per trace segment: gradients alive beside a saved tensor in its backward (3 layers, 2 else)
     enc_dec: bool
-    params: list            # dicts: name, numel, dtype, trainable, adapter, quantizable, bnb, seg, out_features
+    params: list            # dicts: name, numel, dtype, trainable, adapter, quantizable, packed, seg, out_features
     buffers_bytes: int
     virtual_tokens: int
     seconds: float
@@ -461,9 +458,9 @@ def _analyse(model: nn.Module, peft_config=None, dtype=None, device: str = "cuda
     pre_ids = set()
     try: pre_ids |= {id(p) for p in base.get_input_embeddings().parameters()}
     except Exception: pass
-    for m in twin.modules():
-        pe = getattr(m, "prompt_encoder", None)
-        if isinstance(pe, nn.ModuleDict): pre_ids |= {id(p) for p in pe.parameters()}
+    for m in twin.modules():                                  # a tuner's own modules (prompt encoders) run first
+        if isinstance(m, BaseTuner):
+            for _, mod in m.extra_adapter_modules().values(): pre_ids |= {id(p) for p in mod.parameters()}
     adapters = _adapter_param_ids(twin)
     head_ids = set()
     heads = output_head_names(base)
@@ -477,10 +474,10 @@ def _analyse(model: nn.Module, peft_config=None, dtype=None, device: str = "cuda
     for name, p in twin.named_parameters():
         lw = linear_weight.get(id(p))
         quantizable = lw is not None and id(p) not in adapters and id(p) not in head_ids
-        bnb = getattr(lw[1], "_peftlab_quant", None) if lw is not None else None
+        packed = getattr(lw[1], "_peftlab_quant", None) if lw is not None else None
         seg = 0 if id(p) in pre_ids else seg_of_param.get(id(p), len(seg_kind) - 1)
         params.append(dict(name=name, numel=p.numel(), dtype=p.dtype, trainable=p.requires_grad,
-                           adapter=id(p) in adapters, quantizable=quantizable, bnb=bnb, seg=seg,
+                           adapter=id(p) in adapters, quantizable=quantizable, packed=packed, seg=seg,
                            out_features=tuple(p.shape)[0] if p.dim() else 1))
     buffers = sum(b.numel() * b.element_size() for b in twin.buffers())
     vt = 0
@@ -611,9 +608,6 @@ def _cached_analysis(model: nn.Module, peft_config, dtype, device: str, build=No
 
 _R_PAIR = (2, 3)
 
-def _with_rank(cfg, r: int):
-    c = copy.deepcopy(cfg); c.r, c.lora_alpha = r, 8          # alpha changes no byte: normalised away
-    return c
 
 def _interpolate_rank(a: _Analysis, b: _Analysis, r: int) -> Optional[_Analysis]:
     "The analysis at rank r from those at ranks 2 and 3: every LoRA size is affine in r."
@@ -629,15 +623,15 @@ def _interpolate_rank(a: _Analysis, b: _Analysis, r: int) -> Optional[_Analysis]
                                params=params, seconds=a.seconds + b.seconds)
 
 def _analysis_for(model: nn.Module, peft_config, dtype, device: str = "cuda") -> _Analysis:
-    "The cached analysis; for a LoRA config, one pair of traces (ranks 2 and 3) serves every rank."
-    from peftlab.lora import LoraConfig
+    "The cached analysis; for a config whose sizes are affine in a rank, one pair of traces (ranks 2, 3) serves every rank."
     mkey = _model_key(model)
-    if type(peft_config) is LoraConfig and isinstance(peft_config.r, int):
-        r = peft_config.r
+    affine_rank = getattr(peft_config, "affine_rank", None)
+    r = affine_rank() if callable(affine_rank) else None     # the config says (00_core): LoRA's r, say
+    if r is not None:
         def build():
-            pair = [_cached_analysis(model, _with_rank(peft_config, ri), dtype, device, mkey=mkey) for ri in _R_PAIR]
+            pair = [_cached_analysis(model, peft_config.with_rank(ri), dtype, device, mkey=mkey) for ri in _R_PAIR]
             return _interpolate_rank(*pair, r) or _analyse(model, copy.deepcopy(peft_config), dtype, device)
-        return _cached_analysis(model, _with_rank(peft_config, r), dtype, device, build=build, mkey=mkey)
+        return _cached_analysis(model, peft_config.with_rank(r), dtype, device, build=build, mkey=mkey)
     return _cached_analysis(model, peft_config, dtype, device, mkey=mkey)
 
 def _is_checkpointing(model) -> bool:
@@ -695,7 +689,7 @@ def estimate_memory(model, peft_config=None, *,
     max_train = 0
     for p in an.params:
         es = p["dtype"].itemsize
-        q = p["bnb"] or ({"kind": quantization, "blocksize": 64, "double_quant": double_quant}
+        q = p["packed"] or ({"kind": quantization, "blocksize": 64, "double_quant": double_quant}
                          if quantization and p["quantizable"] else None)
         if q and p["trainable"]:
             raise ValueError(f"{p['name']} trains but would be {q['kind']}-quantized: quantized weights cannot train. "

@@ -16,19 +16,11 @@ __all__ = ['MODEL_TYPE_TO_PEFT_MODEL_MAPPING', 'count_parameters', 'PeftModel', 
            'PeftModelForQuestionAnswering', 'get_peft_model']
 
 # %% ../nbs/01_model.ipynb #a5797abd
-def _param_count(p: torch.Tensor) -> int:
-    n = p.numel()
-    if n == 0 and hasattr(p, "ds_numel"): n = p.ds_numel          # DeepSpeed ZeRO-3 shards
-    if p.__class__.__name__ == "Params4bit":
-        es = p.element_size() if hasattr(p, "element_size") else getattr(p.quant_storage, "itemsize", 1)
-        n = n * 2 * es
-    return n
-
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     "`(trainable, all)` parameter counts with PEFT's rules."
     trainable = total = 0
     for _, p in model.named_parameters():
-        n = _param_count(p); total += n
+        n = peft_numel(p); total += n       # packed weights count their values (00_core's registry)
         if p.requires_grad: trainable += n
     return trainable, total
 

@@ -33,7 +33,10 @@ class PromptLearningConfig(PeftConfig):
     modules_to_save: Optional[list[str]] = None
 
     _ranges = {"encoder_num_layers": "[1, 1024]", "encoder_dropout": "[0, 1)", "num_tasks": "[1, 1048576]",
-               "num_ranks": "[1, 1048576]", "prompt_tuning_init_task": "[0, 1048576]"}  # checked by PeftConfig
+               "num_ranks": "[1, 1048576]", "prompt_tuning_init_task": "[0, 1048576]",
+               "num_virtual_tokens": "[1, 1048576]", "token_dim": "[1, 1048576]", "num_layers": "[1, 1048576]",
+               "num_attention_heads": "[1, 1048576]", "num_transformer_submodules": "[1, 2]",
+               "encoder_hidden_size": "[1, 1048576]"}  # checked by PeftConfig
 
     def __post_init__(self):
         self.peft_type = type(self)._peft_type
@@ -359,6 +362,14 @@ class PromptTuner(BaseTuner):
 
     @property
     def active_config(self) -> PromptLearningConfig: return self.peft_config[self.active_adapter]
+
+# %% ../nbs/05_prompts.ipynb #de55f5a5
+PromptTuner.extra_module_kind = "prompt"    # param_breakdown's `kind` for the prompt encoders
+
+@patch
+def extra_adapter_modules(self: PromptTuner) -> dict:
+    "The prompt encoders: the modules a prompt method holds per adapter, outside any layer."
+    return {f"prompt_encoder.{k}": (k, enc) for k, enc in self.prompt_encoder.items()}
 
 # %% ../nbs/05_prompts.ipynb #2ed13068
 CACHE_ARG_NAMES = ("cache", "past_key_values")   # transformers >= 5.24 names the key/value cache `cache`, before: `past_key_values`

@@ -118,8 +118,31 @@ def _restore_packed(layer, kept):
     if _is_4bit(layer) and getattr(layer, "quant_state", None) is not None: layer.quant_state = w.quant_state
     if _is_8bit(layer): layer.state.reset_grads(); layer.state.CB, layer.state.SCB = state
 
-register_packed_weight("Params4bit", dequantize_weight, requantize_weight, _keep_packed, _restore_packed)
-register_packed_weight("Int8Params", dequantize_weight, requantize_weight, _keep_packed, _restore_packed)
+def _state_bytes(p) -> int:
+    "Bytes of the constants bitsandbytes stores with `p`: 8-bit row scales; 4-bit block scales, offset, nested scales."
+    ts = [getattr(p, "SCB", None)]
+    qs = getattr(p, "quant_state", None)
+    if qs is not None:
+        ts += [getattr(qs, "absmax", None), getattr(qs, "offset", None)]
+        if getattr(qs, "state2", None) is not None: ts.append(getattr(qs.state2, "absmax", None))
+    return sum(t.numel() * t.element_size() for t in ts if isinstance(t, torch.Tensor))
+
+def _values_4bit(p, n: int) -> int:
+    "PEFT's count of a packed 4-bit weight: two values per stored byte."
+    es = p.element_size() if hasattr(p, "element_size") else getattr(p.quant_storage, "itemsize", 1)
+    return n * 2 * es
+
+def _plan(layer) -> Optional[dict]:
+    "The settings `peftlab.memory` costs a bitsandbytes layer with."
+    if _is_8bit(layer): return {"kind": "8bit"}
+    if not _is_4bit(layer): return None
+    qs = getattr(layer.weight, "quant_state", None)
+    return {"kind": "4bit", "blocksize": getattr(qs, "blocksize", 64), "double_quant": bool(getattr(qs, "nested", False))}
+
+register_packed_weight("Params4bit", dequantize_weight, requantize_weight, _keep_packed, _restore_packed,
+                       numel=_values_4bit, extra_bytes=_state_bytes, plan=_plan)
+register_packed_weight("Int8Params", dequantize_weight, requantize_weight, _keep_packed, _restore_packed,
+                       extra_bytes=_state_bytes, plan=_plan)
 
 # %% ../nbs/10_quant.ipynb #fa589bbf
 def prepare_model_for_kbit_training(model: nn.Module, use_gradient_checkpointing: bool = True, # checkpoint activations

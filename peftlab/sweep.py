@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import AdapterLayer, ModulesToSaveWrapper, PeftType, TaskType, _jsonable
+from .core import AdapterLayer, BaseTuner, ModulesToSaveWrapper, PEFT_TYPE_TO_TUNER_MAPPING, TaskType, _jsonable
 from .model import PeftModel, get_peft_model
 from .train import _to_batches
 
@@ -310,11 +310,11 @@ class LiveSweepPlot:
 
 # %% ../nbs/23_sweep.ipynb #74fb1d67
 def _check_joint(configs: list):
-    "Joint mode mixes LoRA adapters in one batch; refuse what it cannot share."
+    "Joint mode mixes adapters in one batch; refuse what it cannot share."
     for i, c in enumerate(configs):
-        if getattr(c, "peft_type", None) != PeftType.LORA:
-            raise ValueError(f"Joint sweeps mix LoRA adapters in one batch; configuration {i} is "
-                             f"{getattr(c.peft_type, 'value', c.peft_type)}. Use joint=False to sweep other methods.")
+        if not getattr(c, "supports_mixed_batch", False):      # a config declares it (00_core)
+            raise ValueError(f"Joint sweeps mix adapters in one batch (adapter_names=...), which configuration {i} "
+                             f"({getattr(c.peft_type, 'value', c.peft_type)}) cannot do. Use joint=False to sweep it.")
         if getattr(c, "bias", "none") != "none":
             raise ValueError(f"Configuration {i} trains biases (bias={c.bias!r}), which all configurations of a joint "
                              f"sweep would share; use bias='none' or joint=False.")
@@ -370,9 +370,12 @@ def sweep(model: nn.Module,               # the base model (not a PeftModel); le
     hps = [{"lr": t.get("lr", lr), "weight_decay": t.get("weight_decay", weight_decay)} for _, t in built]
     task = base_config.task_type
     _check_task(task)
-    if base_config.peft_type == PeftType.ADALORA:
-        raise ValueError("sweep does not run AdaLoRA's rank schedule (update_and_allocate, orthogonal regulariser); "
-                         "train AdaLoRA configurations with peftlab.fit, which does.")
+    tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(base_config.peft_type)
+    if tuner_cls is not None and tuner_cls.on_optimizer_step is not BaseTuner.on_optimizer_step:
+        raise ValueError(f"sweep computes each configuration's loss itself and runs no per-step schedule, but "
+                         f"{getattr(base_config.peft_type, 'value', base_config.peft_type)} has one "
+                         f"({tuner_cls.__name__}.on_optimizer_step, and the loss terms its forward adds); train these "
+                         f"configurations with peftlab.fit, which runs it.")
     if joint: _check_joint(configs)
     K, names = len(configs), [f"cfg{i}" for i in range(len(configs))]
     seeds = [config_seed(seed, o) for o in overrides]

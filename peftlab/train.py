@@ -49,9 +49,10 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     "Fraction of rows whose arg-max logit is the label."
     return (logits.argmax(-1) == labels).float().mean().item()
 
-def _adalora_tuner(model):
-    t = getattr(model, "base_model", None)   # duck-typed: any tuner with an active AdaLoRA rank allocator
-    return t if getattr(t, "rankallocator", None) is not None else None
+def _step_hook(model):
+    "The tuner's `on_optimizer_step` (a no-op for methods without a schedule), or None for a model without a tuner."
+    hook = getattr(getattr(model, "base_model", None), "on_optimizer_step", None)   # duck-typed: a re-run notebook may redefine tuner classes
+    return hook if callable(hook) else None
 
 def fit(model: nn.Module, train_data, *, epochs: float = 1, max_steps: Optional[int] = None, lr: float = 1e-3,
         batch_size: int = 16, weight_decay: float = 0.0, collate: Optional[Callable] = None, eval_data=None,
@@ -66,7 +67,7 @@ def fit(model: nn.Module, train_data, *, epochs: float = 1, max_steps: Optional[
     total = max_steps if max_steps is not None else int(math.ceil(epochs * per_epoch))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
-    ada = _adalora_tuner(model)
+    step_hook = _step_hook(model)
     model.train()
     history, step, epoch, t0 = [], 0, 0, time.time()
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
@@ -75,7 +76,7 @@ def fit(model: nn.Module, train_data, *, epochs: float = 1, max_steps: Optional[
             loss = model(**batch).loss
             loss.backward()
             opt.step(); sched.step()
-            if ada is not None: ada.update_and_allocate(step)
+            if step_hook is not None: step_hook(step)
             opt.zero_grad(set_to_none=True)
             row = {"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0], "seconds": time.time() - t0}
             if eval_data is not None and eval_every and (step + 1) % eval_every == 0:
