@@ -1002,7 +1002,10 @@ class BaseTuner(nn.Module):
         config = copy.deepcopy(config)
         prepare_layer_libraries(model, trainable=not config.inference_mode)
         config = self._prepare_config(config, model)
-        self._check_new_adapter_config(config)
+        full = self.peft_config          # a method checks the new config against the OTHER adapters (a re-injection
+        self.peft_config = {n: c for n, c in full.items() if n != adapter_name}   # replaces its own entry)
+        try: self._check_new_adapter_config(config)
+        finally: self.peft_config = full
         self.peft_config[adapter_name] = config
         inside = _paths_inside_adapter_layers(model)
         save = set(config.modules_to_save or [])

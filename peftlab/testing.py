@@ -93,7 +93,8 @@ def check_method(make_config,                 # () -> a fresh peftlab config of 
                  make_model=None,             # (seed) -> a fresh base model, the same weights for the same seed
                  make_inputs=None,            # (model) -> forward kwargs; default: 2 x 8 token ids
                  skip: dict = None,           # {check: why it does not apply to this method}
-                 seed: int = 0, tol: float = 1e-5, peft_oracle: bool = True):
+                 seed: int = 0, tol: float = 1e-5, peft_oracle: bool = True,
+                 randomize=None):             # (model, seed, names=None) -> model; default `randomize_adapters`
     "Run the shared contract (see the table above) for one method on one model; a DataFrame of check -> result."
     import copy, tempfile
     import pandas as pd
@@ -101,7 +102,7 @@ def check_method(make_config,                 # () -> a fresh peftlab config of 
     from peftlab.model import PeftModel, get_peft_model
     make_model = make_model or tiny_llama
     make_inputs = make_inputs or (lambda m: {"input_ids": torch.randint(1, 1000, (2, 8), generator=torch.Generator().manual_seed(seed))})
-    skip, rows = dict(skip or {}), {}
+    skip, rows, randomize = dict(skip or {}), {}, randomize or randomize_adapters
     checks = ["inject", "idempotent", "counts", "merge", "unload", "save_load", "mixed_batch", "spectra"]
     unknown = set(skip) - set(checks)
     if unknown: raise ValueError(f"skip names unknown checks {sorted(unknown)}; the checks are {checks}.")
@@ -112,7 +113,7 @@ def check_method(make_config,                 # () -> a fresh peftlab config of 
 
     base = make_model(seed); inputs = make_inputs(base); y0 = run(base)
     pristine = {k: v.clone() for k, v in base.state_dict().items()}
-    pm = randomize_adapters(get_peft_model(base, make_config()), seed=seed + 1)
+    pm = randomize(get_peft_model(base, make_config()), seed=seed + 1)
     pm.eval(); y = run(pm)
     if _close(y, y0, 1e-4): fail("inject", "the randomized adapter does not change the output")
     rows["inject"] = "ok"
@@ -122,13 +123,16 @@ def check_method(make_config,                 # () -> a fresh peftlab config of 
         nested = [p for p, m in pm.named_modules() if isinstance(m, AdapterLayer) and isinstance(m.get_base_layer(), AdapterLayer)]
         if nested or sum(p.numel() for p in pm.parameters()) != n:
             fail("idempotent", f"a second injection changed the model (nested wrappers: {nested[:3]})")
-        randomize_adapters(pm, seed=seed + 1)          # a re-injection re-initialises the adapter, as in PEFT
+        randomize(pm, seed=seed + 1)                   # a re-injection re-initialises the adapter, as in PEFT
         if not _close(run(pm), y, tol): fail("idempotent", "the re-injected, re-randomized adapter gives another output")
         rows["idempotent"] = "ok"
     if "counts" not in skip:
         try: import peft
         except ImportError: peft = None
+        ptype = str(getattr(make_config().peft_type, "value", make_config().peft_type))
         if peft is None or not peft_oracle: rows["counts"] = "not compared (PEFT not installed)"
+        elif ptype not in {str(getattr(t, "value", t)) for t in peft.PeftType}:
+            rows["counts"] = f"not compared (PEFT has no {ptype})"
         else:
             theirs = peft.get_peft_model(make_model(seed), peft.PeftConfig.from_peft_type(**make_config().to_dict()))
             if tuple(pm.get_nb_trainable_parameters()) != tuple(theirs.get_nb_trainable_parameters()):
@@ -152,7 +156,7 @@ def check_method(make_config,                 # () -> a fresh peftlab config of 
             if not _close(run(back), y, tol): fail("save_load", "the reloaded adapter gives another output")
         rows["save_load"] = "ok"
     if "mixed_batch" not in skip:
-        pm.add_adapter("other", make_config()); randomize_adapters(pm, seed=seed + 2, names=["other"])
+        pm.add_adapter("other", make_config()); randomize(pm, seed=seed + 2, names=["other"])
         rows_in = next(iter(inputs.values())).shape[0]
         names = [("default", "other")[i % 2] for i in range(rows_in)]
         mixed = run(pm, adapter_names=names)
@@ -177,7 +181,7 @@ def check_method(make_config,                 # () -> a fresh peftlab config of 
         if not compared: fail("spectra", "no adapter layer with a delta_weight to compare")
         rows["spectra"] = f"ok ({compared} layers)"
     if "unload" not in skip:    # on a model that was never merged: merging moves float weights by rounding
-        plain = randomize_adapters(get_peft_model(make_model(seed), make_config()), seed=seed + 1).unload()
+        plain = randomize(get_peft_model(make_model(seed), make_config()), seed=seed + 1).unload()
         sd = plain.state_dict()
         if sd.keys() != pristine.keys() or any(not torch.equal(sd[k], v) for k, v in pristine.items()):
             fail("unload", "the unloaded model's state_dict differs from the original")
