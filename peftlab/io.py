@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_io.ipynb #e70344ae
 from __future__ import annotations
-import contextlib, hashlib, json, os, re, tempfile, time, uuid, warnings
+import contextlib, hashlib, json, os, re, tempfile, time, typing, uuid, warnings
 from pathlib import Path
 from typing import Optional, Union
 import torch
@@ -18,8 +18,9 @@ __all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'PEFT_FORM
            'JOURNAL_NAME', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
            'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
            'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'adapter_key_map',
-           'get_peft_model_state_dict', 'set_peft_model_state_dict', 'folder_lock', 'write_adapter_files',
-           'committed_file', 'settle_folder', 'config_fingerprint', 'load_peft_weights', 'AutoPeftModel']
+           'get_peft_model_state_dict', 'AdapterLoadResult', 'set_peft_model_state_dict', 'folder_lock',
+           'write_adapter_files', 'committed_file', 'settle_folder', 'config_fingerprint', 'load_peft_weights',
+           'AutoPeftModel']
 
 # %% ../nbs/11_io.ipynb #290e3867
 CONFIG_NAME = "adapter_config.json"
@@ -80,8 +81,13 @@ def get_peft_model_state_dict(model: nn.Module, state_dict: Optional[dict] = Non
     return tuner.adapter_state_to_save(out, adapter_name) if isinstance(tuner, BaseTuner) else out
 
 # %% ../nbs/11_io.ipynb #2d502906
-def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: str = "default") -> dict:
-    "Load PEFT-format tensors into adapter `adapter_name`; returns `{'missing': [...], 'unexpected': [...]}`."
+class AdapterLoadResult(typing.NamedTuple):
+    "What a load found, as torch's `load_state_dict` (and so PEFT) reports it."
+    missing_keys: list      # model keys of adapter tensors the file did not have (left at their init)
+    unexpected_keys: list   # file keys that match nothing in the model (ignored)
+
+def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: str = "default") -> AdapterLoadResult:
+    "Load PEFT-format tensors into adapter `adapter_name`; returns `(missing_keys, unexpected_keys)`."
     tuner = getattr(model, "base_model", None)
     if isinstance(tuner, BaseTuner):
         tuner.prepare_to_load(adapter_name)
@@ -120,7 +126,7 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
     model.load_state_dict(load, strict=False)
     if missing: warnings.warn(f"Adapter tensors missing from the checkpoint (left at their init): {missing[:10]}")
     if unexpected: warnings.warn(f"Checkpoint tensors that match nothing in the model (ignored): {unexpected[:10]}")
-    return {"missing": missing, "unexpected": unexpected}
+    return AdapterLoadResult([kmap[k] for k in missing], unexpected)
 
 # %% ../nbs/11_io.ipynb #dc67f6bc
 JOURNAL_NAME = ".peftlab-commit.json"
@@ -427,6 +433,48 @@ def load_peft_weights(model_id: str, device: Optional[str] = None, subfolder: Op
     if folder is not None and folder.is_dir(): settle_folder(folder)
     with folder_lock(folder, exclusive=False) if (folder is not None and folder.is_dir()) else contextlib.nullcontext():
         return _read_weights(_weights_file(str(model_id), subfolder, **hub_kwargs), device or "cpu")[0]
+
+# %% ../nbs/11_io.ipynb #e38a6b19
+@patch
+def save_pretrained(self: PeftConfig, save_directory: str, **kwargs):
+    "Write this config as `save_directory/adapter_config.json` (atomically)."
+    if os.path.isfile(save_directory):
+        raise ValueError(f"save_directory {save_directory!r} is a file; give a folder path.")
+    d = self.to_dict()
+    if kwargs.get("auto_mapping_dict") is not None: d["auto_mapping"] = kwargs["auto_mapping_dict"]
+    write_adapter_files(save_directory, {CONFIG_NAME: _write_json(d)})
+
+@patch(cls_method=True)
+def from_json_file(cls: PeftConfig, path_json_file: str, **kwargs) -> dict:
+    "The contents of a config file as a dict (`runtime_config`, which only lives at run time, removed)."
+    d = _config_dict(Path(path_json_file).read_bytes(), path_json_file) if Path(path_json_file).is_file() else None
+    if d is None: raise ValueError(f"No config file at {str(path_json_file)!r}.")
+    if d.pop("runtime_config", None) is not None:
+        warnings.warn("The configuration file contains a `runtime_config` key. This is ignored. Runtime configurations "
+                      "are only valid at runtime.")
+    return d
+
+@patch(cls_method=True)
+def from_peft_type(cls: PeftConfig, **kwargs) -> PeftConfig:
+    "The config of the class `kwargs['peft_type']` names (else `cls`), built from `kwargs`."
+    target = config_class_for(kwargs["peft_type"]) if "peft_type" in kwargs else cls
+    return target.from_dict(kwargs)
+
+# %% ../nbs/11_io.ipynb #8e9d8602
+@patch
+def push_to_hub(self: PeftModel, repo_id: str, commit_message: str = "Upload adapter", private: Optional[bool] = None,
+                token: Optional[str] = None, revision: Optional[str] = None, create_pr: bool = False, **save_kwargs):
+    "Save the adapters as `save_pretrained` would and upload them to the hub repository `repo_id` in one commit."
+    if _hub_offline():
+        raise ValueError("push_to_hub needs the hub, but HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set; unset it, or "
+                         "save_pretrained(folder) now and upload the folder later.")
+    import huggingface_hub
+    api = huggingface_hub.HfApi(token=token)
+    with tempfile.TemporaryDirectory() as d:
+        self.save_pretrained(d, **save_kwargs)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        return api.upload_folder(repo_id=repo_id, folder_path=d, commit_message=commit_message, revision=revision,
+                                 create_pr=create_pr)
 
 # %% ../nbs/11_io.ipynb #e5bf0836
 @patch

@@ -45,12 +45,15 @@ class PeftModel(nn.Module):
         self._prepare_for_gradient_checkpointing(model)
         self._set_forward_signature(model)
 
-    def _cast_adapters_to_base_dtype(self):
+    def _cast_adapters_to_base_dtype(self, adapter_name: Optional[str] = None):
+        "Keep adapter tensors (all, or those of `adapter_name`) in the base weight's dtype (autocast_adapter_dtype=False)."
         for m in self.base_model.model.modules():
             if isinstance(m, AdapterLayer):
                 dt = m.get_base_layer().weight.dtype
-                if dt.is_floating_point:
-                    for attr in m.adapter_layer_names: getattr(m, attr).to(dt)
+                if not dt.is_floating_point: continue
+                for attr in m.adapter_layer_names:
+                    for a, t in getattr(m, attr).items():
+                        if adapter_name in (None, a): t.data = t.data.to(dt) if isinstance(t, nn.Parameter) else t.to(dt)
 
     @staticmethod
     def _prepare_for_gradient_checkpointing(model):
@@ -106,6 +109,8 @@ class PeftModel(nn.Module):
     def active_adapter(self): return self.base_model.active_adapter
     @property
     def active_adapters(self) -> list[str]: return self.base_model.active_adapters
+    @property
+    def active_peft_config(self) -> PeftConfig: return self.peft_config[self.active_adapter]
 
     def _enable_peft_forward_hooks(self, *args, **kwargs):
         "The tuner's context for the special forward arguments (`adapter_names`: one adapter per row), if any."
@@ -138,7 +143,8 @@ class PeftModel(nn.Module):
         t, a = self.get_nb_trainable_parameters()
         print(f"trainable params: {t:,d} || all params: {a:,d} || trainable%: {100 * t / a:.4f}")
 
-    def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False):
+    def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False,
+                    autocast_adapter_dtype: bool = True): # False: the adapter in the base weights' dtype (PEFT's flag)
         "Add a new, inactive adapter `adapter_name`; use `set_adapter` to switch to it (a failure changes nothing)."
         check_adapter_name(adapter_name, getattr(self.base_model, "prefix", ""))
         if not isinstance(peft_config, PeftConfig):
@@ -151,6 +157,7 @@ class PeftModel(nn.Module):
                              f"all adapters of one PeftModel use the same method.")
         self._prepare_adapter_config(peft_config)
         self.base_model.safe_inject_adapter(self.base_model.model, adapter_name, peft_config)
+        if not autocast_adapter_dtype: self._cast_adapters_to_base_dtype(adapter_name)
 
     def _prepare_adapter_config(self, peft_config):
         "Hook for task-specific additions (e.g. the classifier head for SEQ_CLS)."
@@ -164,12 +171,32 @@ class PeftModel(nn.Module):
         "Remove adapter `adapter_name` entirely."
         self.base_model.delete_adapter(adapter_name)
 
+    def _adapter_tensors(self) -> list:
+        "Every tensor an adapter owns: the per-adapter dicts of adapter layers and the copies of modules_to_save."
+        out = []
+        for m in self.base_model.model.modules():
+            if isinstance(m, AdapterLayer):
+                for attr in m.adapter_layer_names:
+                    for t in getattr(m, attr).values(): out += [t] if isinstance(t, nn.Parameter) else list(t.parameters())
+            elif isinstance(m, ModulesToSaveWrapper): out += list(m.modules_to_save.parameters())
+        return out
+
     @contextlib.contextmanager
     def disable_adapter(self):
-        "Context manager: inside it the model is the base model (adapters off, merged ones unmerged)."
+        "Context manager: inside it the model is the base model (adapters off and frozen); leaving restores what was."
+        wrappers = [m for m in self.base_model.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+        states = {bool(m.disable_adapters) for m in wrappers}
+        if len(states) > 1:
+            warnings.warn("The model contains some adapter layers that are enabled and others that are disabled. This "
+                          "is most likely unintentional. After exiting the disable_adapter context, all adapters will "
+                          "be enabled")
+        grads = [(p, p.requires_grad) for p in self._adapter_tensors()]
         self.base_model.disable_adapter_layers()
+        for p, _ in grads: p.requires_grad_(False)       # adapters do not train while they are off (PEFT does the same)
         try: yield
-        finally: self.base_model.enable_adapter_layers()
+        finally:
+            if not wrappers or False in states: self.base_model.enable_adapter_layers()   # adapters that were off stay off
+            for p, g in grads: p.requires_grad_(g)
 
     def merge_adapter(self, adapter_names: Optional[list[str]] = None, safe_merge: bool = False):
         "Merge adapters into the base weights, keeping them in place (undo with `unmerge_adapter`)."

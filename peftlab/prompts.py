@@ -41,9 +41,6 @@ class PromptLearningConfig(PeftConfig):
     def __post_init__(self):
         self.peft_type = type(self)._peft_type
         super().__post_init__()   # types and ranges of every field (PeftConfig)
-        if self.num_virtual_tokens is None:
-            raise ValueError(f"{type(self).__name__}.num_virtual_tokens is None; give the number of virtual tokens, "
-                             f"a positive integer (e.g. 20).")
         if self.task_type is not None and self.task_type not in PROMPT_TASKS:
             raise ValueError(f"{type(self).__name__} cannot serve task_type={self.task_type.value}: virtual tokens shift "
                              f"every position, so per-token outputs no longer line up. Use one of "
@@ -53,7 +50,10 @@ class PromptLearningConfig(PeftConfig):
     def is_prompt_learning(self) -> bool: return True
 
     def check_model(self, model: nn.Module):
-        "Refuse a `token_dim` that differs from the width of the model's input embeddings (where prompts are fed)."
+        "Refuse a config without `num_virtual_tokens`, or a `token_dim` other than the model's embedding width."
+        if self.num_virtual_tokens is None:    # None is PEFT's default too: a config may be written without it
+            raise ValueError(f"{type(self).__name__}.num_virtual_tokens is None; give the number of virtual tokens, "
+                             f"a positive integer (e.g. 20), before adding the adapter to a model.")
         get = getattr(model, "get_input_embeddings", None)
         if self.token_dim is None or self.peft_type == PeftType.PREFIX_TUNING or not callable(get): return
         try: d = get().weight.shape[-1]
