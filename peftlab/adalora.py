@@ -104,16 +104,11 @@ class AdaLoraLayer(AdapterLayer):
         dw = B @ (A * E) * (self.scaling[adapter] / (self.ranknum[adapter] + 1e-5))   # (out, in)
         return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        off = self._adapters_off()
-        result = self.base_layer(x, *args, **kwargs)
-        if off: return result
-        for a in self._active_adapters:
-            A, E, B = self.lora_A[a], self.lora_E[a], self.lora_B[a]
-            xa = x if x.dtype == A.dtype else x.to(A.dtype)
-            s = self.scaling[a] / (self.ranknum[a] + 1e-5)
-            result = result + ((self.lora_dropout[a](xa) @ (A * E).T @ B.T) * s).to(result.dtype)
-        return result
+    def delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        "`s/r₀ · dropout(x) (PΛQ)ᵀ`, in the adapter's dtype (the forward is `AdapterLayer`'s)."
+        A, E, B = self.lora_A[a], self.lora_E[a], self.lora_B[a]
+        x = x if x.dtype == A.dtype else x.to(A.dtype)
+        return (self.lora_dropout[a](x) @ (A * E).T @ B.T) * (self.scaling[a] / (self.ranknum[a] + 1e-5))
 
     def __repr__(self): return "adalora." + super().__repr__()
 
@@ -295,7 +290,7 @@ register_peft_method(PeftType.ADALORA, AdaLoraConfig, AdaLoraModel)
 
 # %% ../nbs/03_adalora.ipynb #8c4b829c
 AdaLoraLayer.peft_method = "adalora"          # its name in analysis tables when no config names it
-AdaLoraConfig.supports_mixed_batch = False     # LoRA's declarations do not carry over
+AdaLoraConfig.supports_mixed_batch = False     # its layers take mixed batches, but only one adapter trains (no joint sweep)
 @patch
 def affine_rank(self: AdaLoraConfig): return None
 

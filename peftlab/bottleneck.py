@@ -28,6 +28,7 @@ NON_LINEARITIES = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "swish": n
 @dataclass
 class BottleneckConfig(TunerConfig):
     "Configuration of a bottleneck adapter (Houlsby or Pfeiffer placement)."
+    supports_mixed_batch = True      # adapter_names=[...] may mix its adapters in one batch (a declaration, not a field)
     bottleneck_size: Optional[int] = None  # m, the bottleneck width; None: d // reduction_factor
     reduction_factor: int = 16             # m = d // reduction_factor when bottleneck_size is None
     non_linearity: str = "relu"            # one of NON_LINEARITIES
@@ -79,16 +80,11 @@ class BottleneckLayer(AdapterLayer):
         self.scaling[adapter_name] = config.scaling
         if not self._active_adapters: self._active_adapters = [adapter_name]
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        h = self.base_layer(x, *args, **kwargs)
-        if self._adapters_off(): return h
-        out = h
-        for a in self._active_adapters:
-            if a not in self.adapter_down: continue
-            down = self.adapter_down[a]
-            z = self.adapter_dropout[a](self.adapter_act[a](down(h.to(down.weight.dtype))))
-            out = out + self.scaling[a] * self.adapter_up[a](z)
-        return out.to(h.dtype)
+    def delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        "`s · up(dropout(act(down(h))))` of the output so far `h = result`, in the adapter's dtype."
+        down = self.adapter_down[a]
+        z = self.adapter_dropout[a](self.adapter_act[a](down(result.to(down.weight.dtype))))
+        return self.scaling[a] * self.adapter_up[a](z)
 
     def merge(self, safe_merge: bool = False, adapter_names=None):
         raise ValueError("Bottleneck adapters are non-linear (down-projection, activation, up-projection) and cannot be "

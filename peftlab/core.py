@@ -449,7 +449,8 @@ class AdapterLayer(nn.Module):
     "Base of the wrappers that hold adapters next to a frozen `base_layer`."
     adapter_layer_names: tuple = ()  # attributes holding trainable per-adapter tensors (ModuleDict / ParameterDict)
     other_param_names: tuple = ()    # attributes holding other per-adapter state (plain dicts)
-    supports_mixed_batch: bool = False  # whether forward accepts `adapter_names` (one adapter per row)
+    supports_mixed_batch: bool = True   # whether forward accepts `adapter_names` (one adapter per row): all do
+    scales: Optional[str] = None        # where `scale(adapter)` multiplies: "input" or "output" ((IA)³); None: nowhere
 
     def __init__(self, base_layer: nn.Module):
         super().__init__()
@@ -511,21 +512,44 @@ class AdapterLayer(nn.Module):
             rest = [a for a in self._active_adapters if a != adapter_name]
             self._active_adapters = rest or self.adapter_names[:1]
 
-    def _check_mixed_batch(self, x, adapter_names):
-        "Refuse a mixed batch that cannot be right: wrong length, or merged adapters."
-        if len(adapter_names) != len(x):
-            raise ValueError(f"adapter_names has {len(adapter_names)} entries but the input has {len(x)} rows; "
-                             f"give one adapter name per row ('__base__' for none).")
-        if self.merged:
-            raise ValueError("Cannot pass adapter_names while adapters are merged into the weights; "
-                             "call unmerge_adapter() first.")
+    # --- the forward, written once --------------------------------------------
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        "The base layer's output with the active adapters applied (`adapter_names=[...]`: one adapter per row)."
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is not None and not self._disable_adapters:
+            return self._mixed_batch_forward(x, adapter_names, *args, **kwargs)
+        if self._adapters_off(): return self.base_layer(x, *args, **kwargs)
+        adapters = self._active_adapters
+        x_in = self._scaled(adapters, x) if self.scales == "input" else x
+        return self._adapted(adapters, x, self.base_layer(x_in, *args, **kwargs))
 
     def _adapters_off(self) -> bool:
         "Whether the forward is the base layer alone: adapters disabled (merged ones are unmerged first) or merged."
         if self._disable_adapters and self.merged_adapters: self.unmerge()
         return self._disable_adapters or bool(self.merged_adapters) or not self._active_adapters
 
+    def _scaled(self, adapters: list, t: torch.Tensor) -> torch.Tensor:
+        "`t` times the product of the adapters' `scale` vectors, computed in their dtype, returned in `t`'s."
+        if not adapters: return t
+        s = self.scale(adapters[0])
+        for a in adapters[1:]: s = s * self.scale(a)
+        return (t.to(s.dtype) * s).to(t.dtype)
+
+    def _adapted(self, adapters: list, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        "`result` (the base output for `x`) after `adapters`: the output scale, then each delta; in `result`'s dtype."
+        out = self._scaled(adapters, result) if self.scales == "output" else result
+        for a in adapters:
+            d = self.delta(a, x, out)
+            if d is not None: out = out + d
+        return out if out.dtype == result.dtype else out.to(result.dtype)
+
     # --- what a method provides -------------------------------------------------
+    def delta(self, adapter: str, x: torch.Tensor, result: torch.Tensor) -> Optional[torch.Tensor]:
+        "What `adapter` adds to `result` (the output so far) for input `x`, computed in its own dtype; None: nothing."
+        return None
+    def scale(self, adapter: str) -> torch.Tensor:
+        "The vector `adapter` multiplies the layer's input or output with (where `scales` says)."
+        raise NotImplementedError
     def delta_weight(self, adapter: str) -> torch.Tensor:
         "The dense update ΔW of `adapter`, in the layout of the base weight."
         raise NotImplementedError
@@ -699,6 +723,28 @@ def _mixed_batch(names: tuple) -> MixedBatch: return MixedBatch(names)
 def mixed_batch(adapter_names) -> MixedBatch:
     "The (cached) `MixedBatch` of a list of per-row adapter names."
     return _mixed_batch(tuple(adapter_names))
+
+@patch
+def _check_mixed_batch(self: AdapterLayer, x, adapter_names):
+    "Refuse a mixed batch that cannot be right: wrong length, or merged adapters."
+    if len(adapter_names) != len(x):
+        raise ValueError(f"adapter_names has {len(adapter_names)} entries but the input has {len(x)} rows; "
+                         f"give one adapter name per row ('__base__' for none).")
+    if self.merged:
+        raise ValueError("Cannot pass adapter_names while adapters are merged into the weights; "
+                         "call unmerge_adapter() first.")
+
+@patch
+def _mixed_batch_forward(self: AdapterLayer, x, adapter_names, *args, **kwargs):
+    "Row i through adapter `adapter_names[i]` (none for '__base__' or an adapter this layer lacks); one base call."
+    self._check_mixed_batch(x, adapter_names)
+    mb, here = mixed_batch(adapter_names), self.adapter_names
+    groups = [[a] if a in here else [] for a, _ in mb.groups]
+    xs = mb.split(x)
+    x_in = mb.combine([self._scaled(g, xi) for g, xi in zip(groups, xs)]) if self.scales == "input" else x
+    result = self.base_layer(x_in, *args, **kwargs)
+    if not any(groups): return result
+    return mb.combine([self._adapted(g, xi, r) for g, xi, r in zip(groups, xs, mb.split(result))])
 
 # %% ../nbs/00_core.ipynb #5964ff91
 _LOADING = contextvars.ContextVar("peftlab_loading_adapter", default=False)
@@ -961,7 +1007,7 @@ class BaseTuner(nn.Module):
         wrappers = [m for m in self.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
         unsupported = sorted({type(m).__name__ for m in wrappers if isinstance(m, AdapterLayer) and not m.supports_mixed_batch})
         if unsupported or not wrappers:
-            raise ValueError(f"Mixed-adapter batches (adapter_names=...) work with LoRA adapters; this model's "
+            raise ValueError(f"Mixed-adapter batches (adapter_names=...) work with adapters in the model's layers; this model's "
                              f"{self.method_name} {'layers ' + str(unsupported) if unsupported else 'adapters'} "
                              f"do not support them. Run one adapter at a time with set_adapter(name).")
         ckpt = next((getattr(self.model, a) for a in ("is_activation_checkpointing", "is_gradient_checkpointing")

@@ -50,9 +50,10 @@ class DoraMixin:
         dw = self._dora_ba(a).detach()
         return torch.linalg.norm(w_oi.to(dw.dtype) + dw, dim=1).detach()
 
-    def _plain_delta(self, a: str, x: torch.Tensor) -> torch.Tensor:
-        "The plain LoRA update of adapter `a` (what the wrapped LoRA layer type adds)."
-        return super()._lora_delta(a, x)
+    def delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        "A plain adapter's LoRA term; a DoRA adapter's `_dora_delta`, which rescales `result` (the output so far)."
+        if a not in self.lora_magnitude_vector: return super().delta(a, x, result)
+        return self._dora_delta(a, x, result)
 
     def _gain(self, a: str, n: torch.Tensor) -> torch.Tensor:
         "`m / n`, shaped to scale the stored weight's output rows (columns when `fan_in_fan_out`)."
@@ -111,30 +112,19 @@ class DoraLinear(DoraMixin, Linear):
         dt = self._compute_dtype(A)
         return (B.to(dt) @ A.to(dt)) * self.scaling[a]
 
-    def _dora_delta(self, a: str, x: torch.Tensor, base_result: Optional[torch.Tensor] = None) -> torch.Tensor:
-        "What DoRA adapter `a` adds to `base_result` (recomputed from `x` when None): `(g-1)·Wx + g·s·BAx`."
-        A, B, s = self.lora_A[a], self.lora_B[a], self.scaling[a]
+    def _dora_delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        "`(g-1)·(result - b) + g·s·BAx` (PEFT's form); with dropout in training `W·dropout(x)` replaces `result - b`."
+        A, B, s, drop = self.lora_A[a], self.lora_B[a], self.scaling[a], self.lora_dropout[a]
+        dropped = self.training and not isinstance(drop, nn.Identity)
+        if dropped: x = drop(x)
         x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
         W = self._weight_oi().to(x.dtype)
         g = self.lora_magnitude_vector[a] / self._weight_norm(a, W)
-        if base_result is None: base_result = F.linear(x, W)
+        if dropped: wx = F.linear(x, W)
         else:
             b = self.get_base_layer().bias
-            base_result = base_result if b is None else base_result - b
-        return (g - 1) * base_result + g * B(A(x)) * s
-
-    def _add_updates(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        for a in self._active_adapters:
-            if a not in self.lora_magnitude_vector: result = result + self._plain_delta(a, x); continue
-            drop = self.lora_dropout[a]
-            if isinstance(drop, nn.Identity) or not self.training:   # PEFT: reuse the (running) result
-                result = result + self._dora_delta(a, x, result.to(self.lora_A[a].weight.dtype))
-            else: result = result + self._dora_delta(a, drop(x))      # dropout: recompute W·dropout(x)
-        return result
-
-    def _lora_delta(self, a, x):
-        if a in self.lora_magnitude_vector: return self._dora_delta(a, self.lora_dropout[a](x))
-        return super()._lora_delta(a, x)
+            wx = result.to(x.dtype) if b is None else result.to(x.dtype) - b
+        return (g - 1) * wx + g * B(A(x)) * s
 
     def __repr__(self): return "lora.dora." + super(Linear, self).__repr__()
 
@@ -152,19 +142,10 @@ class DoraEmbedding(DoraMixin, Embedding):
         dt = self._compute_dtype(A)
         return (B.to(dt) @ A.to(dt)) * self.scaling[a]          # (dim, vocab)
 
-    def _add_updates(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        for a in self._active_adapters:
-            d = super()._lora_delta(a, x)                           # s·(Aᵀ[ids]) Bᵀ (· embed_scale)
-            if a not in self.lora_magnitude_vector: result = result + d; continue
-            g = self.lora_magnitude_vector[a] / self._weight_norm(a, self._weight_oi())
-            result = g * result + g * d
-        return result
-
-    def _lora_delta(self, a, x):
-        d = super()._lora_delta(a, x)
-        if a not in self.lora_magnitude_vector: return d
+    def _dora_delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        "`(g-1)·result + g·s·(Aᵀ[ids]) Bᵀ`: PEFT's rescale `g·y + g·s·(Aᵀ[ids]) Bᵀ`, written as a term."
         g = self.lora_magnitude_vector[a] / self._weight_norm(a, self._weight_oi())
-        return (g - 1) * self.base_layer(x) + g * d
+        return (g - 1) * result + g * Embedding.delta(self, a, x, result)   # s·(Aᵀ[ids]) Bᵀ (· embed_scale)
 
     def __repr__(self): return "lora.dora." + super(Embedding, self).__repr__()
 
@@ -186,21 +167,16 @@ class DoraConv2d(DoraMixin, Conv2d):
         dt = self._compute_dtype(A)
         return (B.to(dt).flatten(1) @ A.to(dt).flatten(1)) * self.scaling[a]
 
-    def _dora_delta(self, a: str, x: torch.Tensor, base_result: Optional[torch.Tensor] = None) -> torch.Tensor:
-        "What DoRA adapter `a` adds to `base_result` (recomputed from `x` when None)."
-        A, B, s, base = self.lora_A[a], self.lora_B[a], self.scaling[a], self.get_base_layer()
+    def _dora_delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        "The Linear term, with a convolution for `W·dropout(x)`."
+        A, B, s, drop, base = self.lora_A[a], self.lora_B[a], self.scaling[a], self.lora_dropout[a], self.get_base_layer()
+        dropped = self.training and not isinstance(drop, nn.Identity)
+        if dropped: x = drop(x)
         x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
         g = (self.lora_magnitude_vector[a].reshape(-1) / self._weight_norm(a, self._weight_oi())).view(1, -1, 1, 1)
-        if base_result is None:
-            base_result = F.conv2d(x, base.weight.to(x.dtype), None, base.stride, base.padding, base.dilation, base.groups)
-        elif base.bias is not None: base_result = base_result - base.bias.view(1, -1, 1, 1)
-        return (g - 1) * base_result + g * B(A(x)) * s
-
-    _add_updates = DoraLinear._add_updates
-
-    def _lora_delta(self, a, x):
-        if a in self.lora_magnitude_vector: return self._dora_delta(a, self.lora_dropout[a](x))
-        return super()._lora_delta(a, x)
+        if dropped: wx = F.conv2d(x, base.weight.to(x.dtype), None, base.stride, base.padding, base.dilation, base.groups)
+        else: wx = result.to(x.dtype) if base.bias is None else result.to(x.dtype) - base.bias.view(1, -1, 1, 1)
+        return (g - 1) * wx + g * B(A(x)) * s
 
     def __repr__(self): return "lora.dora." + super(Conv2d, self).__repr__()
 

@@ -39,6 +39,7 @@ IA3_FEEDFORWARD_MODULES = {
 @dataclass
 class IA3Config(TunerConfig):
     "Configuration of an (IA)³ adapter (Hugging Face PEFT's fields and defaults)."
+    supports_mixed_batch = True      # adapter_names=[...] may mix its adapters in one batch (a declaration, not a field)
     feedforward_modules: Optional[Union[list[str], str]] = None  # targets whose *input* is scaled
     fan_in_fan_out: bool = False                                 # set from the layer type, as in PEFT
     init_ia3_weights: bool = True                                # start at ones (identity); False: random (tests)
@@ -118,14 +119,9 @@ class IA3Layer(AdapterLayer):
             if not self.is_feedforward and base.bias is not None:
                 base.bias.data = (base.bias.data / (self.ia3_l[a].data.reshape(base.bias.shape) + 1e-8)).to(base.bias.dtype)
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if self._adapters_off(): return self.base_layer(x, *args, **kwargs)
-        scale = self.ia3_l[self._active_adapters[0]].flatten()
-        for a in self._active_adapters[1:]: scale = scale * self.ia3_l[a].flatten()
-        if self.is_feedforward:
-            return self.base_layer((x.to(scale.dtype) * scale).to(x.dtype), *args, **kwargs)
-        result = self.base_layer(x, *args, **kwargs)
-        return (result * scale).to(result.dtype)
+    @property
+    def scales(self) -> str: return "input" if self.is_feedforward else "output"   # where the forward multiplies
+    def scale(self, adapter: str) -> torch.Tensor: return self.ia3_l[adapter].flatten()   # the forward is AdapterLayer's
 
     def __repr__(self): return "ia3." + super().__repr__()
 

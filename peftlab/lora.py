@@ -176,38 +176,6 @@ class LoraLayer(AdapterLayer):
     def _compute_dtype(self, W):
         return torch.float32 if (W.device.type == "cpu" and W.dtype in (torch.float16, torch.bfloat16)) else W.dtype
 
-    def _lora_delta(self, adapter: str, x: torch.Tensor) -> torch.Tensor:
-        "What `adapter` adds to the base output for input `x` (each layer type says how)."
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        "The base layer's output plus the active adapters' updates, returned in the base output's dtype."
-        adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is not None: return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
-        off = self._adapters_off()
-        result = self.base_layer(x, *args, **kwargs)
-        if off: return result
-        out_dtype = result.dtype
-        result = self._add_updates(x, result)
-        return result if result.dtype == out_dtype else result.to(out_dtype)
-
-    def _add_updates(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        "`result` plus every active adapter's update for `x` (DoRA layers override this: they rescale `result`)."
-        for a in self._active_adapters: result = result + self._lora_delta(a, x)
-        return result
-
-    def _mixed_batch_forward(self, x, *args, adapter_names, **kwargs):
-        "Row i gets the update of adapter `adapter_names[i]` (none for '__base__' or an adapter this layer lacks)."
-        if self._disable_adapters:
-            self._adapters_off(); return self.base_layer(x, *args, **kwargs)   # disabled: the base, unmerged
-        self._check_mixed_batch(x, adapter_names)
-        result = self.base_layer(x, *args, **kwargs)
-        mb = mixed_batch(adapter_names)
-        deltas = [self._lora_delta(a, xs).to(result.dtype) if a in self.r else None
-                  for (a, _), xs in zip(mb.groups, mb.split(x))]
-        if all(d is None for d in deltas): return result
-        deltas = [result.new_zeros((n, *result.shape[1:])) if d is None else d for d, n in zip(deltas, mb.sizes)]
-        return result + mb.combine(deltas)
 
 # %% ../nbs/02_lora.ipynb #b4729105
 _WEIGHT_INIT_FNS: dict = {}   # init family -> fn(layer, adapter_name, init, **options), filled by other notebooks
@@ -233,7 +201,6 @@ def _init_lora_ab(A: torch.Tensor, B: Optional[torch.Tensor], init, r: int):
 
 class Linear(LoraLayer):
     "LoRA around `nn.Linear` or transformers `Conv1D`."
-    supports_mixed_batch = True
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs):
         super().__init__(base_layer)
         self.fan_in_fan_out = fan_in_fan_out
@@ -263,7 +230,7 @@ class Linear(LoraLayer):
         b = self.lora_B[adapter].bias
         return None if b is None else b * self.scaling[adapter]
 
-    def _lora_delta(self, a, x):
+    def delta(self, a, x, result):
         A = self.lora_A[a]
         x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
         return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
@@ -288,7 +255,6 @@ def _check_dense_weight(layer):
 # %% ../nbs/02_lora.ipynb #48540a2f
 class Embedding(LoraLayer):
     "LoRA around `nn.Embedding`."
-    supports_mixed_batch = True
     def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs):
         super().__init__(base_layer)
         self.in_features, self.out_features = base_layer.num_embeddings, base_layer.embedding_dim
@@ -319,7 +285,7 @@ class Embedding(LoraLayer):
         dt = self._compute_dtype(A)
         return ((B.to(dt) @ A.to(dt)).T * self.scaling[adapter]).to(self.get_base_layer().weight.dtype)  # (vocab, dim)
 
-    def _lora_delta(self, a, x):
+    def delta(self, a, x, result):
         base = self.get_base_layer()
         A, B = self.lora_embedding_A[a], self.lora_embedding_B[a]
         delta = (F.embedding(x, A.T, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq,
@@ -332,7 +298,6 @@ class Embedding(LoraLayer):
 # %% ../nbs/02_lora.ipynb #d3d6cc28
 class Conv2d(LoraLayer):
     "LoRA around `nn.Conv2d` (groups=1)."
-    supports_mixed_batch = True
     def __init__(self, base_layer: nn.Conv2d, adapter_name: str, **kwargs):
         super().__init__(base_layer)
         if base_layer.groups != 1:
@@ -368,7 +333,7 @@ class Conv2d(LoraLayer):
         b = self.lora_B[adapter].bias
         return None if b is None else b * self.scaling[adapter]
 
-    def _lora_delta(self, a, x):
+    def delta(self, a, x, result):
         A = self.lora_A[a]
         x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
         return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]

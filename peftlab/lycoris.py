@@ -52,6 +52,7 @@ def check_decompose_factor(factor: int,  # LoKr's decompose_factor
 @dataclass
 class LycorisConfig(TunerConfig):
     "Fields shared by LoHa and LoKr (types and ranges of r, alpha, dropouts and patterns are checked by PeftConfig)."
+    supports_mixed_batch = True      # adapter_names=[...] may mix its adapters in one batch (a declaration, not a field)
     rank_pattern: dict[str, int] = field(default_factory=dict)     # regex -> rank for matching modules
     alpha_pattern: dict[str, float] = field(default_factory=dict)  # regex -> alpha for matching modules
     _ranges = {"rank_dropout": "[0, 1)", "module_dropout": "[0, 1)"}
@@ -146,15 +147,11 @@ class LycorisLayer(AdapterLayer):
             return F.conv2d(x, w, stride=b.stride, padding=b.padding, dilation=b.dilation, groups=b.groups)
         return F.linear(x, w)
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if self._adapters_off(): return self.base_layer(x, *args, **kwargs)
-        result = self.base_layer(x, *args, **kwargs)
-        for a in self._active_adapters:
-            if a not in self.r: continue
-            if self.training and torch.rand(1).item() <= self.module_dropout[a]: continue
-            w = self._delta(a, train=self.training and bool(self.rank_dropout[a]))
-            result = result + self._adapter_out(x.to(w.dtype), w)
-        return result.to(x.dtype)
+    def delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> Optional[torch.Tensor]:
+        "ΔW applied to `x`, in the adapter's dtype; None when module dropout skips the adapter."
+        if self.training and torch.rand(1).item() <= self.module_dropout[a]: return None
+        w = self._delta(a, train=self.training and bool(self.rank_dropout[a]))
+        return self._adapter_out(x.to(w.dtype), w)
 
 # %% ../nbs/06_lycoris.ipynb #abbc63b7
 class LoHaLayer(LycorisLayer):

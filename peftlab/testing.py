@@ -93,7 +93,8 @@ def check_method(make_config,                 # () -> a fresh peftlab config of 
                  make_model=None,             # (seed) -> a fresh base model, the same weights for the same seed
                  make_inputs=None,            # (model) -> forward kwargs; default: 2 x 8 token ids
                  skip: dict = None,           # {check: why it does not apply to this method}
-                 seed: int = 0, tol: float = 1e-5, peft_oracle: bool = True,
+                 seed: int = 0, tol: float = 1e-5,
+                 oracle=None,                 # the `peft` package, for the counts (peftlab itself never imports it)
                  randomize=None):             # (model, seed, names=None) -> model; default `randomize_adapters`
     "Run the shared contract (see the table above) for one method on one model; a DataFrame of check -> result."
     import copy, tempfile
@@ -127,14 +128,12 @@ def check_method(make_config,                 # () -> a fresh peftlab config of 
         if not _close(run(pm), y, tol): fail("idempotent", "the re-injected, re-randomized adapter gives another output")
         rows["idempotent"] = "ok"
     if "counts" not in skip:
-        try: import peft
-        except ImportError: peft = None
         ptype = str(getattr(make_config().peft_type, "value", make_config().peft_type))
-        if peft is None or not peft_oracle: rows["counts"] = "not compared (PEFT not installed)"
-        elif ptype not in {str(getattr(t, "value", t)) for t in peft.PeftType}:
+        if oracle is None: fail("counts", "pass oracle=peft (the Hugging Face PEFT package), or skip 'counts' with a reason")
+        if ptype not in {str(getattr(t, "value", t)) for t in oracle.PeftType}:
             rows["counts"] = f"not compared (PEFT has no {ptype})"
         else:
-            theirs = peft.get_peft_model(make_model(seed), peft.PeftConfig.from_peft_type(**make_config().to_dict()))
+            theirs = oracle.get_peft_model(make_model(seed), oracle.PeftConfig.from_peft_type(**make_config().to_dict()))
             if tuple(pm.get_nb_trainable_parameters()) != tuple(theirs.get_nb_trainable_parameters()):
                 fail("counts", f"(trainable, all) = {pm.get_nb_trainable_parameters()}, PEFT: {theirs.get_nb_trainable_parameters()}")
             rows["counts"] = "ok"

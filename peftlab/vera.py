@@ -24,6 +24,7 @@ from typing import Literal
 @dataclass
 class VeraConfig(TunerConfig):
     "Configuration of a VeRA adapter (Hugging Face PEFT's fields and defaults)."
+    supports_mixed_batch = True      # adapter_names=[...] may mix its adapters in one batch (a declaration, not a field)
     r: int = 256                     # rows of the shared projection A (columns of B)
     projection_prng_key: int = 0     # seed of the shared random projections
     save_projection: bool = True     # store A and B in the checkpoint (else they are regenerated from the key)
@@ -104,17 +105,12 @@ class VeraLayer(AdapterLayer):
         dw = (b[:, None] * B.to(b)) @ (d[:, None] * A.to(b))               # (out, in)
         return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        result = self.base_layer(x, *args, **kwargs)
-        if self._adapters_off(): return result
-        out = result
-        for a in self._active_adapters:
-            if a not in self.vera_lambda_b: continue
-            A, B = self._sliced(a)
-            b, d = self.vera_lambda_b[a], self.vera_lambda_d[a]
-            h = self.vera_dropout[a](x.to(b.dtype))
-            out = out + b * F.linear(d * F.linear(h, A.to(h)), B.to(h))
-        return out.to(result.dtype)
+    def delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        "`λ_b ⊙ B (λ_d ⊙ A dropout(x))`, in the vectors' dtype (the forward is `AdapterLayer`'s)."
+        A, B = self._sliced(a)
+        b, d = self.vera_lambda_b[a], self.vera_lambda_d[a]
+        h = self.vera_dropout[a](x.to(b.dtype))
+        return b * F.linear(d * F.linear(h, A.to(h)), B.to(h))
 
     def __repr__(self): return "vera." + super().__repr__()
 
