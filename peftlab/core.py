@@ -16,9 +16,10 @@ __all__ = ['LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'PEFT_TYPE_TO_CONFIG_
            'check_target_module_exists', 'model_type_of', 'resolve_target_modules', 'linear_fan_in_fan_out',
            'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear', 'PackedWeight',
            'register_packed_weight', 'packed_weight', 'peft_numel', 'stored_bytes', 'register_model_preparer',
-           'prepare_layer_libraries', 'AdapterLayer', 'MixedBatch', 'mixed_batch', 'loading_adapter',
-           'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper', 'get_submodules', 'check_adapter_name',
-           'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'register_peft_method', 'config_class_for']
+           'prepare_layer_libraries', 'check_adapters_to_merge', 'AdapterLayer', 'MixedBatch', 'mixed_batch',
+           'loading_adapter', 'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper', 'get_submodules',
+           'check_adapter_name', 'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'register_peft_method',
+           'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -250,7 +251,6 @@ class TunerConfig(PeftConfig):
         if self.target_modules == set() or self.target_modules == "":
             raise ValueError(f"{C}.target_modules={self.target_modules!r} selects no module; give module names "
                              f"(e.g. ['q_proj', 'v_proj']), a regex, 'all-linear', or None for the model's defaults.")
-        if isinstance(self.layers_to_transform, int): self.layers_to_transform = [self.layers_to_transform]
         if self.layers_to_transform is not None and isinstance(self.target_modules, str):
             raise ValueError(f"{C}.layers_to_transform only works with a list of target_modules, not the regex string "
                              f"{self.target_modules!r}; put the layer indices into the regex instead.")
@@ -273,9 +273,9 @@ def _match_list_or_regex(spec, key: str) -> bool:
     return any(key == t or key.endswith("." + t) for t in spec)
 
 def get_layer_index(key: str, layers_pattern=None) -> Optional[int]:
-    "The layer number in a module path: the digits after `layers_pattern` or, without one, after the first `.name.` segment."
-    if layers_pattern is None:
-        m = re.match(r".*\.[^.]*\.(\d+)\.", key)
+    "The layer number in a module path: the first digits after `layers_pattern` or, without one, after a `.name.` segment."
+    if not layers_pattern:   # None, "" or []: any layer name (PEFT's rule); the first index, not an expert's inside it
+        m = re.match(r".*?\.[^.]*\.(\d+)\.", key)
         return int(m.group(1)) if m else None
     pats = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
     for p in pats:
@@ -283,16 +283,24 @@ def get_layer_index(key: str, layers_pattern=None) -> Optional[int]:
         if m: return int(m.group(1))
     return None
 
+def _layer_filter(config) -> Optional[list]:
+    "The layer indices `layers_to_transform` keeps, as a list (an int is one index); None: no filter (None or [])."
+    lt = getattr(config, "layers_to_transform", None)
+    if lt is None or (isinstance(lt, (list, tuple)) and not lt): return None
+    return [lt] if isinstance(lt, int) else list(lt)
+
 def check_target_module_exists(config: TunerConfig, key: str) -> bool:
     "Whether the module at path `key` is an adapter target under `config` (PEFT's rules)."
     if _match_list_or_regex(config.exclude_modules, key): return False
     tm = config.target_modules
     if tm is None: return False
     if isinstance(tm, str): return re.fullmatch(tm, key) is not None
-    if not any(key == t or key.endswith("." + t) for t in tm): return False
-    if config.layers_to_transform is not None:
+    if key in tm: return True                      # a full path names its module: no layer filter (as in PEFT)
+    if not any(key.endswith("." + t) for t in tm): return False
+    layers = _layer_filter(config)
+    if layers is not None:
         idx = get_layer_index(key, config.layers_pattern)
-        return idx is not None and idx in config.layers_to_transform
+        return idx is not None and idx in layers
     return True
 
 # %% ../nbs/00_core.ipynb #c681e3b3
@@ -445,12 +453,49 @@ def prepare_layer_libraries(model: nn.Module, trainable: bool = True):
                               f"({e}). Install the extra: pip install \"peftlab[{extra}]\".") from None
     for fn in _MODEL_PREPARERS: fn(model, trainable)
 
+def check_adapters_to_merge(module: nn.Module, adapter_names: Optional[list[str]] = None) -> list[str]:
+    "The adapters of `adapter_names` (default: the active ones) that `module` has not merged yet; warns as PEFT does when some or all are."
+    if adapter_names is None: adapter_names = module.active_adapters
+    if isinstance(adapter_names, str):
+        raise TypeError(f"adapter_names should be a list of strings, got {adapter_names!r}. "
+                        f"Pass [{adapter_names!r}] to merge that one adapter.")
+    adapter_names = list(adapter_names)
+    if module.merged_adapters:
+        done = set(module.merged_adapters)
+        adapter_names = [a for a in adapter_names if a not in done]
+        if adapter_names:
+            warnings.warn(f"Already following adapters were merged {','.join(module.merged_adapters)}. "
+                          f"You are now additionally merging {','.join(adapter_names)}.")
+        else:
+            warnings.warn(f"All adapters are already merged, nothing to do. The base weight already holds "
+                          f"{module.merged_adapters}; call unmerge_adapter() first to merge again.")
+    return adapter_names
+
+def _checked_merge(merge):
+    "Wrap a layer's `merge`: the outermost call merges only the adapters `check_adapters_to_merge` leaves (and warns)."
+    if getattr(merge, "_checks_merge", False): return merge
+    @functools.wraps(merge)
+    def checked(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
+        if self.__dict__.get("_merging"): return merge(self, safe_merge=safe_merge, adapter_names=adapter_names)
+        names = check_adapters_to_merge(self, adapter_names)
+        if not names: return
+        self.__dict__["_merging"] = True   # a subclass's merge that calls super().merge is checked once, here
+        try: return merge(self, safe_merge=safe_merge, adapter_names=names)
+        finally: self.__dict__.pop("_merging", None)
+    checked._checks_merge = True
+    return checked
+
 class AdapterLayer(nn.Module):
     "Base of the wrappers that hold adapters next to a frozen `base_layer`."
     adapter_layer_names: tuple = ()  # attributes holding trainable per-adapter tensors (ModuleDict / ParameterDict)
     other_param_names: tuple = ()    # attributes holding other per-adapter state (plain dicts)
     supports_mixed_batch: bool = True   # whether forward accepts `adapter_names` (one adapter per row): all do
     scales: Optional[str] = None        # where `scale(adapter)` multiplies: "input" or "output" ((IA)³); None: nowhere
+
+    def __init_subclass__(cls, **kwargs):
+        "Every method's own `merge` gets the check of `check_adapters_to_merge` (PEFT calls it in each `merge`)."
+        super().__init_subclass__(**kwargs)
+        if "merge" in cls.__dict__: cls.merge = _checked_merge(cls.__dict__["merge"])
 
     def __init__(self, base_layer: nn.Module):
         super().__init__()
@@ -497,9 +542,14 @@ class AdapterLayer(nn.Module):
         self._active_adapters = [a for a in adapter_names if a in self.adapter_names]
 
     def enable_adapters(self, enabled: bool):
-        "Turn all adapters of this layer on or off (off unmerges first)."
-        if not enabled and self.merged: self.unmerge()
-        self._disable_adapters = not enabled
+        "Turn all adapters of this layer on (the active ones train again, as after `set_adapter`) or off (unmerged, all frozen), as PEFT does."
+        if enabled:
+            self.set_adapter(list(self.active_adapters)); self._disable_adapters = False
+            return
+        if self.merged: self.unmerge()
+        for attr in self.adapter_layer_names:
+            for p in getattr(self, attr).values(): p.requires_grad_(False)
+        self._disable_adapters = True
 
     def delete_adapter(self, adapter_name: str):
         "Remove one adapter's tensors and state from this layer."
@@ -623,6 +673,7 @@ class AdapterLayer(nn.Module):
             db = self.delta_bias(a)
             if db is not None: base.bias.data += sign * db.to(base.bias.dtype)
 
+    @_checked_merge
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
         "Add the selected (default: active) adapters' ΔW into the base weight (dequantize → add → requantize if packed)."
         names = self.active_adapters if adapter_names is None else adapter_names
@@ -788,7 +839,10 @@ class ModulesToSaveWrapper(nn.Module):
     def active_adapter(self): return self._active_adapter
     @property
     def disable_adapters(self): return self._disable_adapters
-    def enable_adapters(self, enabled: bool): self._disable_adapters = not enabled
+    def enable_adapters(self, enabled: bool):
+        "On: the active copy trains; off: every copy is frozen (PEFT's `ModulesToSaveWrapper.enable_adapters`)."
+        self._disable_adapters = not enabled
+        for k, m in self.modules_to_save.items(): m.requires_grad_(enabled and k == self._active_adapter)
 
     def set_adapter(self, adapter_names):
         "Train and use the copy of the (single) given adapter; other copies freeze."

@@ -18,12 +18,10 @@ __all__ = ['factorization', 'check_decompose_factor', 'LycorisConfig', 'LoHaConf
            'LoKrLayer', 'LoHaModel', 'LoKrModel']
 
 # %% ../nbs/06_lycoris.ipynb #346c25ff
-def _divisors(n: int) -> list[int]: return [i for i in range(1, n + 1) if n % i == 0]
-
 def factorization(dimension: int,  # the size to split, e.g. a layer's in_features
                   factor: int = -1  # wanted first factor; -1: the divisor pair nearest the square root
                  ) -> tuple[int, int]:
-    "Split `dimension` into two factors: `(factor, dimension // factor)`, or the pair nearest its square root for -1."
+    "Split `dimension` into two factors: `(factor, dimension // factor)`, or the pair nearest its square root with a first factor ≤ `factor` (any for -1)."
     if factor > 0 and dimension % factor == 0: return factor, dimension // factor
     limit = dimension if factor == -1 else factor
     m, n = 1, dimension
@@ -34,19 +32,12 @@ def factorization(dimension: int,  # the size to split, e.g. a layer's in_featur
         m, n = cand, dimension // cand
     return (m, n) if m <= n else (n, m)
 
-def check_decompose_factor(factor: int,  # LoKr's decompose_factor
-                           dims: dict     # name -> dimension it must divide
+def check_decompose_factor(factor: int  # LoKr's decompose_factor
                           ) -> None:
-    "Raise a clear error when `factor` is not -1 and does not divide every dimension in `dims` (name -> size)."
+    "Raise a clear error when `factor` is neither -1 nor a positive integer (one that does not divide a dimension is fine)."
     if factor == -1: return
-    if not isinstance(factor, int) or factor <= 0:
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor <= 0:
         raise ValueError(f"decompose_factor must be -1 (split near the square root) or a positive integer; got {factor!r}.")
-    bad = {k: v for k, v in dims.items() if v % factor}
-    if bad:
-        common = sorted(set.intersection(*(set(_divisors(v)) for v in dims.values())))
-        raise ValueError(f"decompose_factor={factor} does not divide {', '.join(f'{k}={v}' for k, v in bad.items())}. "
-                         f"Use -1 or a factor that divides every targeted dimension, e.g. one of {common[:12]}; "
-                         f"divisors of {next(iter(bad.values()))}: {_divisors(next(iter(bad.values())))[:16]}.")
 
 # %% ../nbs/06_lycoris.ipynb #c721c2ae
 @dataclass
@@ -87,7 +78,7 @@ class LoKrConfig(LycorisConfig):
     def __post_init__(self):
         self.peft_type = PeftType.LOKR
         super().__post_init__()
-        check_decompose_factor(self.decompose_factor, {})
+        check_decompose_factor(self.decompose_factor)
 
 # %% ../nbs/06_lycoris.ipynb #373f29c6
 def _kaiming(p): nn.init.kaiming_uniform_(p, a=math.sqrt(5))
@@ -99,6 +90,9 @@ class LycorisLayer(AdapterLayer):
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs):
         super().__init__(base_layer)
         self.fan_in_fan_out = fan_in_fan_out
+        b = self.get_base_layer()          # PEFT's values: channels for a conv (groups not divided out), else features
+        self.in_features, self.out_features = ((b.in_channels, b.out_channels) if isinstance(b, nn.Conv2d)
+                                               else linear_features(b, fan_in_fan_out))
         for n in self.adapter_layer_names: setattr(self, n, nn.ParameterDict())
         for n in self.other_param_names: setattr(self, n, {})
         self.update_layer(adapter_name, **kwargs)
@@ -200,7 +194,7 @@ class LoKrLayer(LycorisLayer):
         self.rank_dropout_scale[adapter_name] = rank_dropout_scale
         shape = self.weight_shape
         out, inn, k = shape[0], shape[1], tuple(shape[2:])
-        check_decompose_factor(decompose_factor, {"out_features": out, "in_features": inn})
+        check_decompose_factor(decompose_factor)
         (a, b), (c, d) = factorization(out, decompose_factor), factorization(inn, decompose_factor)
         if decompose_both and r < max(a, c) / 2:
             self._new("lokr_w1_a", adapter_name, a, r); self._new("lokr_w1_b", adapter_name, r, c)
