@@ -481,6 +481,7 @@ def push_to_hub(self: PeftModel, repo_id: str, commit_message: str = "Upload ada
 def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable: bool = False,
                  torch_device: Optional[str] = None, subfolder: Optional[str] = None,
                  residual_base: bool = False, # the base already holds the residual of a PiSSA / OLoRA adapter
+                 autocast_adapter_dtype: bool = True, # False: a new adapter stays in the base weights' dtype
                  **kwargs):
     "Load the adapter saved at `model_id` into this model under the name `adapter_name`."
     files = kwargs.pop("_adapter_files", None)
@@ -489,7 +490,8 @@ def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable
     if created:
         config = _config_from_dict(d, cpath)
         config.inference_mode = not is_trainable
-        with loading_adapter(base_prepared=residual_base): self.add_adapter(adapter_name, config)
+        with loading_adapter(base_prepared=residual_base):
+            self.add_adapter(adapter_name, config, autocast_adapter_dtype=autocast_adapter_dtype)
     try: result = set_peft_model_state_dict(self, weights, adapter_name)
     except ValueError as e:
         if created and len(self.peft_config) > 1:      # a failed load leaves the model as it was
@@ -516,7 +518,8 @@ def from_pretrained(cls: PeftModel, model: nn.Module, model_id: str, adapter_nam
     if cls is PeftModel: cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, PeftModel)
     with loading_adapter(base_prepared=residual_base):
         pm = cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
-    try: pm.load_adapter(model_id, adapter_name, is_trainable=is_trainable, subfolder=subfolder, _adapter_files=files, **kwargs)
+    try: pm.load_adapter(model_id, adapter_name, is_trainable=is_trainable, subfolder=subfolder, _adapter_files=files,
+                         autocast_adapter_dtype=autocast_adapter_dtype, **kwargs)
     except BaseException:
         with contextlib.suppress(Exception): pm.unload()   # give the caller's model back without adapter layers
         raise

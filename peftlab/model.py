@@ -53,7 +53,9 @@ class PeftModel(nn.Module):
                 if not dt.is_floating_point: continue
                 for attr in m.adapter_layer_names:
                     for a, t in getattr(m, attr).items():
-                        if adapter_name in (None, a): t.data = t.data.to(dt) if isinstance(t, nn.Parameter) else t.to(dt)
+                        if adapter_name not in (None, a): continue
+                        if isinstance(t, nn.Parameter): t.data = t.data.to(dt)
+                        else: t.to(dt)                      # a module casts its own parameters in place
 
     @staticmethod
     def _prepare_for_gradient_checkpointing(model):
