@@ -169,6 +169,10 @@ class PeftConfig:
                 self._fail(name, v, f"is a {type(v).__name__}", f"expected {want}{self._example(f)}", TypeError)
             for E in _enums_in(hint):
                 if isinstance(v, str) and not any(_enum_ok(E2, v) for E2 in _enums_in(hint)):
+                    if name == "task_type":   # PEFT's wording first: code that matches PEFT's message keeps working
+                        raise ValueError(f"Invalid task type: '{v}'. Must be one of the following task types: "
+                                         f"{', '.join(m.value for m in E)}. ({type(self).__name__}.task_type; None "
+                                         f"for a model without a task head.)")
                     self._fail(name, v, f"is not a known {E.__name__}", f"use one of {[m.value for m in E]}")
             for x in _numbers_in(v):
                 if not math.isfinite(x): self._fail(name, v, "is not a finite number", "NaN and inf are refused")
@@ -663,11 +667,14 @@ class AdapterLayer(nn.Module):
         base = self.get_base_layer()
         W0 = self._packed_io()[0](base)
         W = W0 + sign * sum(self.delta_weight(a).float() for a in names)
-        if safe_merge and not torch.isfinite(W).all():
-            raise ValueError(f"Merging adapters {names} gives NaN/inf weights; the adapter is broken, not merged.")
         for a in names:
             if self.delta_bias(a) is not None and base.bias is None:
                 raise ValueError(f"Adapter {a!r} has a bias update but the base layer has no bias.")
+        b_new = None if base.bias is None else base.bias.data + sign * sum(
+            (self.delta_bias(a).to(base.bias.dtype) for a in names if self.delta_bias(a) is not None), torch.zeros_like(base.bias))
+        if safe_merge and (not torch.isfinite(W).all() or (b_new is not None and not torch.isfinite(b_new).all())):
+            raise ValueError(f"NaNs detected in the merged weights. The adapter(s) {names} seem to be broken: merging "
+                             f"gives NaN/inf weights or biases, so nothing was merged.")
         self._requantize(W0, W, names if sign > 0 else None)
         for a in names:
             db = self.delta_bias(a)
@@ -689,15 +696,19 @@ class AdapterLayer(nn.Module):
             dw = self.delta_weight(a)
             db = self.delta_bias(a)
             W = base.weight
-            if safe_merge:
+            if db is not None and base.bias is None:
+                raise ValueError(f"Adapter {a!r} has a bias update but the base layer has no bias.")
+            if safe_merge:   # check weight and bias before either changes (PEFT's wording first)
                 new = W.data + dw.to(W.dtype)
-                if not torch.isfinite(new).all():
-                    raise ValueError(f"Merging adapter {a!r} gives NaN/inf weights; the adapter is broken, not merged.")
+                new_b = None if db is None else base.bias.data + db.to(base.bias.dtype)
+                if not torch.isfinite(new).all() or (new_b is not None and not torch.isfinite(new_b).all()):
+                    raise ValueError(f"NaNs detected in the merged weights. The adapter {a} seems to be broken: merging "
+                                     f"it gives NaN/inf weights or biases, so it was not merged.")
                 W.data = new
-            else: W.data += dw.to(W.dtype)
-            if db is not None:
-                if base.bias is None: raise ValueError(f"Adapter {a!r} has a bias update but the base layer has no bias.")
-                base.bias.data += db.to(base.bias.dtype)
+                if new_b is not None: base.bias.data = new_b
+                continue
+            W.data += dw.to(W.dtype)
+            if db is not None: base.bias.data += db.to(base.bias.dtype)
             self.merged_adapters.append(a)
 
     def unmerge(self):

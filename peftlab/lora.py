@@ -74,6 +74,12 @@ class LoraConfig(TunerConfig):
             raise ValueError(f"init_lora_weights={self.init_lora_weights!r} is not supported in this release; use "
                              f"{_INIT_CHOICES}.")
         self._check_loftq_config()
+        if self.use_rslora and (self.rank_pattern or self.alpha_pattern) and fam in ("pissa", "olora"):
+            warnings.warn("Using Rank-Stabilized LoRA with rank_pattern/alpha_pattern and post-training conversion of "
+                          "modified base weights PiSSA/CorDA/OLoRA/LoRA-GA means that you won't be able to pass "
+                          "`path_initial_model_for_weight_conversion` to `save_pretrained` to restore the initial values "
+                          "of the base weights; if you intend to do this, please ensure not to use rslora or "
+                          "rank_pattern/alpha_pattern.")   # PEFT's warning, word for word: the conversion would refuse
         for k, off in _UNSUPPORTED_VARIANTS.items():
             if k == "use_dora" and self.peft_type == PeftType.LORA: continue   # LoRA's DoRA lives in peftlab.dora
             v = getattr(self, k)
