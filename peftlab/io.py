@@ -17,10 +17,10 @@ from .model import PeftModel, MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 __all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'PEFT_FORMAT_VERSION', 'EMBEDDING_LAYER_NAMES',
            'JOURNAL_NAME', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
            'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
-           'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'adapter_key_map',
-           'get_peft_model_state_dict', 'AdapterLoadResult', 'set_peft_model_state_dict', 'folder_lock',
-           'write_adapter_files', 'committed_file', 'settle_folder', 'config_fingerprint', 'load_peft_weights',
-           'AutoPeftModel']
+           'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'state_dict_path',
+           'adapter_key_map', 'get_peft_model_state_dict', 'AdapterLoadResult', 'set_peft_model_state_dict',
+           'folder_lock', 'write_adapter_files', 'committed_file', 'settle_folder', 'config_fingerprint',
+           'load_peft_weights', 'AutoPeftModel']
 
 # %% ../nbs/11_io.ipynb #290e3867
 CONFIG_NAME = "adapter_config.json"
@@ -29,10 +29,17 @@ WEIGHTS_NAME = "adapter_model.bin"
 PEFT_FORMAT_VERSION = "0.21.2"  # the Hugging Face PEFT release whose on-disk format peftlab writes
 EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")
 
+_WRAPPER_SEGMENTS = re.compile(r"(^|\.)(_fsdp_wrapped_module|_checkpoint_wrapped_module)(?=\.|$)")
+
+def state_dict_path(path: str) -> str:
+    "A module path as `state_dict()` names it: FSDP's and activation checkpointing's wrapper segments removed."
+    return _WRAPPER_SEGMENTS.sub("", path).lstrip(".")
+
 def adapter_key_map(model: nn.Module, adapter_name: str = "default") -> dict[str, str]:
     "`{file key: model key}` for every tensor adapter `adapter_name` owns in `model` (bias modes excluded)."
     out = {}
     for path, m in model.named_modules():
+        path = state_dict_path(path)              # an FSDP-wrapped model names its state_dict without the wrappers
         pre = f"{path}." if path else ""
         if isinstance(m, AdapterLayer):
             for attr in m.adapter_layer_names:
@@ -59,7 +66,7 @@ def _extra_keys(model: nn.Module, config, save_embedding_layers="auto") -> list[
     elif bias == getattr(config, "layer_bias_mode", None):   # the method's own mode, e.g. its wrapped layers' biases
         for path, m in model.named_modules():
             if isinstance(m, AdapterLayer) and getattr(m.get_base_layer(), "bias", None) is not None:
-                keys.append(f"{path}.base_layer.bias")
+                keys.append(f"{state_dict_path(path)}.base_layer.bias")
     tm = getattr(config, "target_modules", None) or []
     tm = [tm] if isinstance(tm, str) else list(tm)
     if save_embedding_layers == "auto":
@@ -67,7 +74,7 @@ def _extra_keys(model: nn.Module, config, save_embedding_layers="auto") -> list[
     if save_embedding_layers:
         for path, m in model.named_modules():
             if path.split(".")[-1] in EMBEDDING_LAYER_NAMES and isinstance(m, AdapterLayer):
-                keys.append(f"{path}.base_layer.weight")
+                keys.append(f"{state_dict_path(path)}.base_layer.weight")
     return keys
 
 def get_peft_model_state_dict(model: nn.Module, state_dict: Optional[dict] = None, adapter_name: str = "default",
