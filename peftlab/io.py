@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_io.ipynb #e70344ae
 from __future__ import annotations
-import contextlib, hashlib, json, os, re, tempfile, time, typing, uuid, warnings
+import contextlib, hashlib, json, math, os, re, tempfile, time, typing, uuid, warnings
 from pathlib import Path
 from typing import Optional, Union
 import torch
@@ -264,6 +264,19 @@ def _model_card(d: dict) -> str:
     return head + f"\n# Adapter\n\nA {d.get('peft_type')} adapter in Hugging Face PEFT's format, trained with peftlab. " \
                   f"Load it with `peftlab.PeftModel.from_pretrained(base_model, path)` or PEFT's equivalent.\n"
 
+def _check_not_partitioned(model: nn.Module, sd: dict, names: list, save_embedding_layers) -> None:
+    "Refuse to save an adapter tensor that is empty where the adapter's parameter is not (DeepSpeed ZeRO-3 shards)."
+    shapes = {state_dict_path(n): tuple(getattr(p, "ds_shape", p.shape)) for n, p in model.named_parameters()}
+    for name in names:
+        keys = list(adapter_key_map(model, name).values()) + _extra_keys(model, model.peft_config[name], save_embedding_layers)
+        for k in keys:
+            t, want = sd.get(k), shapes.get(k)
+            if t is not None and want is not None and t.numel() == 0 and math.prod(want) > 0:
+                raise ValueError(f"The state dict holds an empty tensor for {k!r}, whose shape is {want}: the parameters "
+                                 f"are partitioned (DeepSpeed ZeRO-3) and were not gathered. Nothing was saved. Gather "
+                                 f"them first, e.g. state_dict=accelerator.get_state_dict(model), or save inside "
+                                 f"deepspeed.zero.GatheredParameters(model.parameters()).")
+
 @patch
 def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bool = True,
                     selected_adapters: Optional[list[str]] = None, save_embedding_layers="auto",
@@ -280,12 +293,14 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
         if n != "default" and (root / n).resolve().parent != root:
             raise ValueError(f"Adapter name {n!r} would be saved outside {str(save_directory)!r}; adapter names are "
                              f"plain words such as 'task_a' (no path separators, '..' or absolute paths).")
-    if not is_main_process: return
     initial = kwargs.get("path_initial_model_for_weight_conversion")
-    sd = self.state_dict()
-    for name in names:
+    # every rank builds the state dict (under FSDP state_dict() is collective); only the main process writes
+    sd = self.state_dict() if kwargs.get("state_dict") is None else kwargs["state_dict"]
+    _check_not_partitioned(self, sd, names, save_embedding_layers)
+    files = {name: get_peft_model_state_dict(self, sd, name, save_embedding_layers) for name in names}
+    if not is_main_process: return
+    for name, tensors in files.items():
         out = Path(save_directory) if name == "default" else Path(save_directory) / name
-        tensors = get_peft_model_state_dict(self, sd, name, save_embedding_layers)
         seen, clean = {}, {}
         for k, t in tensors.items():   # safetensors refuses shared storage: clone aliases, make contiguous
             t = t.detach()
