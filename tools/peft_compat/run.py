@@ -216,7 +216,11 @@ def main():
     args = ap.parse_args()
     if args.report_from: return report_from(Path(args.report_from), args.out, args.top)
     started, t0 = datetime.datetime.now(datetime.timezone.utc), datetime.datetime.now().timestamp()
-    cmdline = "python tools/peft_compat/run.py " + " ".join(sys.argv[1:])
+    argv = list(sys.argv[1:])          # the report shows a command anyone can run: no local --peft-src path
+    for flag in ("--peft-src", "--keep-dir"):
+        while flag in argv:
+            i = argv.index(flag); del argv[i:i + 2]
+    cmdline = "python tools/peft_compat/run.py " + " ".join(argv)
     work = Path(tempfile.mkdtemp(prefix="peft_compat_"))
     try:
         peft_src = get_peft_src(args, work)
