@@ -19,8 +19,8 @@ __all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'PEFT_FORM
            'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
            'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'state_dict_path',
            'adapter_key_map', 'get_peft_model_state_dict', 'AdapterLoadResult', 'set_peft_model_state_dict',
-           'folder_lock', 'write_adapter_files', 'committed_file', 'settle_folder', 'config_fingerprint',
-           'load_peft_weights', 'AutoPeftModel']
+           'folder_lock', 'write_adapter_files', 'committed_file', 'settle_folder', 'reading_folder',
+           'config_fingerprint', 'load_peft_weights', 'AutoPeftModel']
 
 # %% ../nbs/11_io.ipynb #290e3867
 CONFIG_NAME = "adapter_config.json"
@@ -222,6 +222,13 @@ def settle_folder(folder) -> None:
         try: _roll_forward(folder)
         except OSError: pass                          # read-only: `committed_file` reads the journal's files
 
+@contextlib.contextmanager
+def reading_folder(folder):
+    "Read a local adapter folder as its last commit left it: replay a killed save's journal, hold a shared lock."
+    if folder is None or not Path(folder).is_dir(): yield; return   # a hub id, or nothing there yet
+    settle_folder(folder)
+    with folder_lock(folder, exclusive=False): yield
+
 def _write_json(obj):
     def w(p):
         with open(p, "w", encoding="utf-8") as f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
@@ -408,26 +415,28 @@ def _weights_file(model_id: str, subfolder: Optional[str] = None, **hub_kwargs) 
     raise ValueError(f"No {SAFETENSORS_WEIGHTS_NAME} or {WEIGHTS_NAME} at {str(model_id)!r}"
                      f"{' (subfolder ' + repr(subfolder) + ')' if subfolder else ''}.")
 
+def _config_file(model_id: str, subfolder: Optional[str] = None, **hub_kwargs) -> str:
+    "The path of the adapter config at `model_id` (last commit, or the hub's copy); an error when there is none."
+    c = _resolve_file(model_id, CONFIG_NAME, subfolder, **hub_kwargs)
+    if c is None:
+        raise ValueError(f"No {CONFIG_NAME} found at {model_id!r}{' (subfolder ' + repr(subfolder) + ')' if subfolder else ''}; "
+                         f"point to a folder written by save_pretrained.")
+    return c
+
 def _read_adapter(model_id, subfolder: Optional[str] = None, device: Optional[str] = None, **hub_kwargs):
     "Config dict and tensors of ONE save, read together: `(config, tensors, config path, weights path)`."
     model_id, device = str(model_id), device or "cpu"
     folder = _local_folder(model_id, subfolder)
     def read():
-        c = _resolve_file(model_id, CONFIG_NAME, subfolder, **hub_kwargs)
-        if c is None:
-            raise ValueError(f"No {CONFIG_NAME} found at {model_id!r}{' (subfolder ' + repr(subfolder) + ')' if subfolder else ''}; "
-                             f"point to a folder written by save_pretrained.")
+        c = _config_file(model_id, subfolder, **hub_kwargs)
         d = _config_dict(Path(c).read_bytes(), Path(c).parent / CONFIG_NAME)
         w = _weights_file(model_id, subfolder, **hub_kwargs)
         tensors, meta = _read_weights(w, device)
         return d, tensors, meta, Path(c).parent / CONFIG_NAME, w.parent / w.name.split(".tmp-")[0].lstrip(".")
-    if folder is None: d, tensors, meta, c, w = read(); return d, tensors, c, w
-    settle_folder(folder) if folder.is_dir() else None
     for attempt in range(5):
-        with folder_lock(folder, exclusive=False) if folder.is_dir() else contextlib.nullcontext():
-            d, tensors, meta, c, w = read()
+        with reading_folder(folder): d, tensors, meta, c, w = read()
         fp = meta.get("peftlab_config")
-        if fp is None or fp == config_fingerprint(d): return d, tensors, c, w
+        if folder is None or fp is None or fp == config_fingerprint(d): return d, tensors, c, w
         time.sleep(0.05 * (attempt + 1))   # a writer that ignores the lock may be half-way: read again
     warnings.warn(f"{c} was not written by the save that wrote {w} (the config was edited, or copied from another "
                   f"save). Loading goes on with the config as it is; if r, alpha or the targets differ from the "
@@ -438,22 +447,15 @@ def _read_adapter(model_id, subfolder: Optional[str] = None, device: Optional[st
 def from_pretrained(cls: PeftConfig, pretrained_model_name_or_path: str, subfolder: Optional[str] = None, **kwargs):
     "Read `adapter_config.json` from a folder (or the hub) into the right config class."
     model_id = str(pretrained_model_name_or_path)
-    folder = _local_folder(model_id, subfolder)
-    if folder is not None and folder.is_dir(): settle_folder(folder)
-    with folder_lock(folder, exclusive=False) if (folder is not None and folder.is_dir()) else contextlib.nullcontext():
-        path = _resolve_file(model_id, CONFIG_NAME, subfolder, **kwargs)
-        if path is None:
-            raise ValueError(f"No {CONFIG_NAME} found at {model_id!r}{' (subfolder ' + repr(subfolder) + ')' if subfolder else ''}; "
-                             f"point to a folder written by save_pretrained.")
+    with reading_folder(_local_folder(model_id, subfolder)):
+        path = _config_file(model_id, subfolder, **kwargs)
         raw = Path(path).read_bytes()
     where = Path(path).parent / CONFIG_NAME
     return _config_from_dict(_config_dict(raw, where), where, cls)
 
 def load_peft_weights(model_id: str, device: Optional[str] = None, subfolder: Optional[str] = None, **hub_kwargs) -> dict:
     "Adapter tensors from `adapter_model.safetensors` (preferred) or a legacy `adapter_model.bin`."
-    folder = _local_folder(str(model_id), subfolder)
-    if folder is not None and folder.is_dir(): settle_folder(folder)
-    with folder_lock(folder, exclusive=False) if (folder is not None and folder.is_dir()) else contextlib.nullcontext():
+    with reading_folder(_local_folder(str(model_id), subfolder)):
         return _read_weights(_weights_file(str(model_id), subfolder, **hub_kwargs), device or "cpu")[0]
 
 # %% ../nbs/11_io.ipynb #e38a6b19
