@@ -215,12 +215,9 @@ class AdaLoraModel(BaseTuner):
         if config.bias != "none" and any(c.bias != "none" for c in self.peft_config.values()):
             raise ValueError("Only one adapter per model may use bias != 'none'.")
 
-    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
-        kw = dict(r=config.init_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                  init_lora_weights=config.init_lora_weights)
-        if isinstance(target, AdaLoraLayer): target.update_layer(adapter_name, **kw); return
-        config.fan_in_fan_out = fifo = linear_fan_in_fan_out(target, current_key, "AdaLoRA")
-        setattr(parent, target_name, AdaLoraLayer(target, adapter_name, fan_in_fan_out=fifo, **kw))
+    def layer_kwargs(self, config, key):
+        return dict(r=config.init_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                    init_lora_weights=config.init_lora_weights)
 
     def orth_regularizer(self) -> torch.Tensor:
         "Mean over all P and Q of ‖PᵀP − I‖_F and ‖QQᵀ − I‖_F for the trainable adapter."

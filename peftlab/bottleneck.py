@@ -114,9 +114,6 @@ class BottleneckModel(BaseTuner):
             config.target_modules = v if isinstance(v, str) else set(v)
         return expand_all_linear(config, model)
 
-    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
-        if isinstance(target, BottleneckLayer): target.update_layer(adapter_name, config); return
-        fifo = linear_fan_in_fan_out(target, current_key, "a bottleneck adapter")
-        setattr(parent, target_name, BottleneckLayer(target, adapter_name, fifo, config))
+    def layer_kwargs(self, config, key): return dict(config=config)
 
 register_peft_method(PeftType.BOTTLENECK, BottleneckConfig, BottleneckModel)

@@ -13,13 +13,13 @@ import torch.nn as nn
 # %% auto #0
 __all__ = ['LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'PEFT_TYPE_TO_CONFIG_MAPPING', 'PEFT_TYPE_TO_TUNER_MAPPING',
            'PeftType', 'TaskType', 'patch_to', 'patch', 'PeftConfig', 'TunerConfig', 'get_layer_index',
-           'check_target_module_exists', 'model_type_of', 'resolve_target_modules', 'linear_fan_in_fan_out',
-           'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear', 'PackedWeight',
-           'register_packed_weight', 'packed_weight', 'peft_numel', 'stored_bytes', 'register_model_preparer',
-           'prepare_layer_libraries', 'check_adapters_to_merge', 'AdapterLayer', 'MixedBatch', 'mixed_batch',
-           'loading_adapter', 'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper', 'get_submodules',
-           'check_adapter_name', 'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'register_peft_method',
-           'config_class_for']
+           'check_target_module_exists', 'pattern_value', 'model_type_of', 'resolve_target_modules',
+           'linear_fan_in_fan_out', 'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear',
+           'PackedWeight', 'register_packed_weight', 'packed_weight', 'peft_numel', 'stored_bytes',
+           'register_model_preparer', 'prepare_layer_libraries', 'check_adapters_to_merge', 'AdapterLayer',
+           'MixedBatch', 'mixed_batch', 'loading_adapter', 'is_loading_adapter', 'base_is_prepared',
+           'ModulesToSaveWrapper', 'get_submodules', 'check_adapter_name', 'undo_on_failure', 'check_not_offloaded',
+           'BaseTuner', 'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -306,6 +306,13 @@ def check_target_module_exists(config: TunerConfig, key: str) -> bool:
         idx = get_layer_index(key, config.layers_pattern)
         return idx is not None and idx in layers
     return True
+
+# %% ../nbs/00_core.ipynb #d966745d
+def pattern_value(pattern: dict, key: str, default):
+    "The value of the first regex in `pattern` that matches the end of module path `key`, else `default`."
+    for p, v in (pattern or {}).items():
+        if re.match(rf"(.*\.)?({p})$", key): return v
+    return default
 
 # %% ../nbs/00_core.ipynb #c681e3b3
 LORA_TARGET_MODULES = {
@@ -1038,7 +1045,23 @@ class BaseTuner(nn.Module):
     def _prepare_config(self, config, model):
         config = resolve_target_modules(config, model, self.default_targets, self.method_name)
         return expand_all_linear(config, model)
-    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key): raise NotImplementedError
+    def layer_kwargs(self, config, key: str) -> dict:
+        "What this method's `update_layer` takes for the target at `key` (rank, dropout, init, ... after any pattern)."
+        raise NotImplementedError(f"{type(self).__name__} must define layer_kwargs(config, key).")
+    def new_layer(self, config, adapter_name: str, target: nn.Module, key: str, /, **kw) -> nn.Module:
+        "A new layer of this method around the plain module `target`; the default fits a linear target."
+        return self.layer_cls(target, adapter_name, fan_in_fan_out=linear_fan_in_fan_out(target, key, self.method_name), **kw)
+    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
+        "Create or update: add the adapter to a layer of this method, or wrap the plain module in a new one."
+        kw = self.layer_kwargs(config, current_key)
+        if isinstance(target, self.layer_cls): target.update_layer(adapter_name, **kw); return
+        if isinstance(target, AdapterLayer):
+            raise TypeError(f"{current_key!r} already holds a {type(target).__name__} adapter; one model takes one "
+                            f"method's adapters. Use a fresh base model for {self.method_name}.")
+        new = self.new_layer(config, adapter_name, target, current_key, **kw)
+        if is_linear_like(target) and hasattr(config, "fan_in_fan_out"):   # the saved config states the orientation
+            config.fan_in_fan_out = bool(getattr(new, "fan_in_fan_out", False))   # the layer type gave (as PEFT's)
+        setattr(parent, target_name, new)
     def _check_new_adapter_config(self, config): pass
     # checkpoint hooks (used by peftlab.io); the defaults fit methods whose tensors are saved as they are
     def adapter_state_to_save(self, state: dict, adapter_name: str) -> dict:

@@ -154,11 +154,10 @@ class IA3Model(BaseTuner):
             d = dict(d, feedforward_modules=sorted(p for p in tm if is_feedforward_module(self.peft_config[adapter_name], p)))
         return d
 
-    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
-        if isinstance(target, IA3Layer):
-            target.update_layer(adapter_name, config.init_ia3_weights); return
-        ff = is_feedforward_module(config, current_key)
-        config.fan_in_fan_out = fifo = linear_fan_in_fan_out(target, current_key, "(IA)³")
-        setattr(parent, target_name, IA3Layer(target, adapter_name, ff, fifo, config.init_ia3_weights))
+    def layer_kwargs(self, config, key): return dict(init_ia3_weights=config.init_ia3_weights)
+    def new_layer(self, config, adapter_name, target, key, **kw):
+        "A feedforward target scales its input, any other its output."
+        return IA3Layer(target, adapter_name, is_feedforward_module(config, key),
+                        linear_fan_in_fan_out(target, key, self.method_name), **kw)
 
 register_peft_method(PeftType.IA3, IA3Config, IA3Model)

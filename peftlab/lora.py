@@ -14,7 +14,7 @@ from .core import *
 from .core import _conv1d_cls
 
 # %% auto #0
-__all__ = ['init_family', 'LoraConfig', 'pattern_value', 'LoraLayer', 'register_lora_init', 'Linear', 'Embedding', 'Conv2d',
+__all__ = ['init_family', 'LoraConfig', 'LoraLayer', 'register_lora_init', 'Linear', 'Embedding', 'Conv2d',
            'register_lora_dispatcher', 'LoraModel', 'convert_to_plain_lora']
 
 # %% ../nbs/02_lora.ipynb #022f8d80
@@ -105,13 +105,6 @@ class LoraConfig(TunerConfig):
         if not isinstance(it, int) or isinstance(it, bool) or it < 1:
             raise ValueError(f"loftq_config['loftq_iter'] must be an integer >= 1 (alternating steps); got {it!r}.")
 
-
-# %% ../nbs/02_lora.ipynb #d966745d
-def pattern_value(pattern: dict, key: str, default):
-    "The value of the first regex in `pattern` that matches the end of module path `key`, else `default`."
-    for p, v in (pattern or {}).items():
-        if re.match(rf"(.*\.)?({p})$", key): return v
-    return default
 
 # %% ../nbs/02_lora.ipynb #1dae86dd
 class LoraLayer(AdapterLayer):
@@ -241,22 +234,7 @@ class Linear(LoraLayer):
         x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
         return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
 
-    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
-        _check_dense_weight(self.get_base_layer())
-        super().merge(safe_merge=safe_merge, adapter_names=adapter_names)
-
     def __repr__(self): return "lora." + super().__repr__()
-
-def _check_dense_weight(layer):
-    "Refuse to add ΔW to a packed bitsandbytes weight (it would corrupt it) and say what would be right."
-    kind = type(layer.weight).__name__
-    if kind in ("Params4bit", "Int8Params"):
-        cls = "Linear4bit" if kind == "Params4bit" else "Linear8bitLt"
-        raise TypeError(f"Cannot merge LoRA into {type(layer).__name__}: its weight is a packed bitsandbytes {kind}, "
-                        f"and adding ΔW to the codes would corrupt it. A quantized merge must dequantize, add and "
-                        f"requantize: `import peftlab.quant` (needs `pip install bitsandbytes`) before adding the "
-                        f"adapter, so LoRA wraps the layer with peftlab.quant.{cls}; or load the base model without "
-                        f"quantization_config and merge there.")
 
 # %% ../nbs/02_lora.ipynb #48540a2f
 class Embedding(LoraLayer):
@@ -356,7 +334,7 @@ def register_lora_dispatcher(predicate, layer_cls, dora: bool = False):
     reg[:] = [(p, c) for p, c in reg if c is not layer_cls]
     reg.insert(0, (predicate, layer_cls))
 
-def _dora_layer(config, adapter_name, target, key, **kwargs):
+def _dora_layer(adapter_name, target, key, **kwargs):
     "The DoRA layer for `target`, or an error saying what is missing."
     if not _DORA_DISPATCHERS:
         raise ValueError(f"Adapter {adapter_name!r} has use_dora=True, but no DoRA layers are registered: "
@@ -364,8 +342,7 @@ def _dora_layer(config, adapter_name, target, key, **kwargs):
     for pred, cls in _DORA_DISPATCHERS:
         if pred(target):
             Conv1D = _conv1d_cls()
-            config.fan_in_fan_out = Conv1D is not None and isinstance(target, Conv1D)
-            return cls(target, adapter_name, fan_in_fan_out=config.fan_in_fan_out, **kwargs)
+            return cls(target, adapter_name, fan_in_fan_out=Conv1D is not None and isinstance(target, Conv1D), **kwargs)
     kinds = ", ".join(c.__name__ for _, c in _DORA_DISPATCHERS)
     raise TypeError(f"Target module {key!r} is a {type(target).__name__}, which DoRA cannot wrap in this release "
                     f"(DoRA layers: {kinds}, for torch.nn.Linear, transformers' Conv1D and torch.nn.Embedding); "
@@ -395,38 +372,32 @@ class LoraModel(BaseTuner):
             raise ValueError(f"Only one adapter per model may use bias != 'none' (adapter {biased[0]!r} already "
                              f"does); set bias='none' for the new adapter.")
 
-    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
-        kwargs = dict(r=pattern_value(config.rank_pattern, current_key, config.r),
-                      lora_alpha=pattern_value(config.alpha_pattern, current_key, config.lora_alpha),
-                      lora_dropout=config.lora_dropout, init_lora_weights=config.init_lora_weights,
-                      use_rslora=config.use_rslora, lora_bias=config.lora_bias)
-        if getattr(config, "use_dora", False): kwargs["use_dora"] = True
-        if config.init_lora_weights == "loftq": kwargs["loftq_config"] = dict(config.loftq_config)
-        if isinstance(target, LoraLayer):
-            if kwargs.get("use_dora") and not getattr(target, "supports_dora", False):
-                raise ValueError(f"Module {current_key!r} already holds a plain LoRA {type(target).__name__}, which "
-                                 f"cannot take DoRA adapter {adapter_name!r}; add the DoRA adapter first (a DoRA "
-                                 f"layer takes plain LoRA adapters too), or use use_dora=False.")
-            target.update_layer(adapter_name, **kwargs)
-            return
-        setattr(parent, target_name, self._create_new_module(config, adapter_name, target, current_key, **kwargs))
+    def layer_kwargs(self, config, key):
+        kw = dict(r=pattern_value(config.rank_pattern, key, config.r),
+                  lora_alpha=pattern_value(config.alpha_pattern, key, config.lora_alpha),
+                  lora_dropout=config.lora_dropout, init_lora_weights=config.init_lora_weights,
+                  use_rslora=config.use_rslora, lora_bias=config.lora_bias)
+        if getattr(config, "use_dora", False): kw["use_dora"] = True
+        if config.init_lora_weights == "loftq": kw["loftq_config"] = dict(config.loftq_config)
+        return kw
 
-    @staticmethod
-    def _create_new_module(config, adapter_name, target, key, **kwargs):
-        if kwargs.get("use_dora"): return _dora_layer(config, adapter_name, target, key, **kwargs)
-        Conv1D = _conv1d_cls()
+    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
+        if config.use_dora and isinstance(target, LoraLayer) and not getattr(target, "supports_dora", False):
+            raise ValueError(f"Module {current_key!r} already holds a plain LoRA {type(target).__name__}, which "
+                             f"cannot take DoRA adapter {adapter_name!r}; add the DoRA adapter first (a DoRA "
+                             f"layer takes plain LoRA adapters too), or use use_dora=False.")
+        super()._create_and_replace(config, adapter_name, target, target_name, parent, current_key)
+
+    def new_layer(self, config, adapter_name, target, key, **kw):
+        "The registered layer for `target` (DoRA, quantized), else LoRA's Linear, Embedding or Conv2d."
+        if kw.get("use_dora"): return _dora_layer(adapter_name, target, key, **kw)
         for pred, cls in _LORA_DISPATCHERS:
-            if pred(target):
-                config.fan_in_fan_out = False
-                return cls(target, adapter_name, **kwargs)
-        if isinstance(target, nn.Embedding): return Embedding(target, adapter_name, **kwargs)
-        if isinstance(target, nn.Conv2d): return Conv2d(target, adapter_name, **kwargs)
-        if isinstance(target, nn.Linear):
-            config.fan_in_fan_out = False   # orientation comes from the layer type, as in PEFT
-            return Linear(target, adapter_name, fan_in_fan_out=False, **kwargs)
-        if Conv1D is not None and isinstance(target, Conv1D):
-            config.fan_in_fan_out = True
-            return Linear(target, adapter_name, fan_in_fan_out=True, **kwargs)
+            if pred(target): return cls(target, adapter_name, **kw)
+        if isinstance(target, nn.Embedding): return Embedding(target, adapter_name, **kw)
+        if isinstance(target, nn.Conv2d): return Conv2d(target, adapter_name, **kw)
+        Conv1D = _conv1d_cls()             # orientation comes from the layer type, as in PEFT
+        if isinstance(target, nn.Linear) or (Conv1D is not None and isinstance(target, Conv1D)):
+            return Linear(target, adapter_name, fan_in_fan_out=not isinstance(target, nn.Linear), **kw)
         raise TypeError(f"Target module {key!r} is a {type(target).__module__}.{type(target).__name__}, which LoRA "
                         f"cannot wrap. {_supported_types_message()}; choose target_modules among those.")
 

@@ -222,41 +222,30 @@ class LoKrLayer(LycorisLayer):
     def __repr__(self): return "lokr." + super().__repr__()
 
 # %% ../nbs/06_lycoris.ipynb #6dd49c07
-def _pattern_value(pattern: dict, key: str, default):
-    for p, v in (pattern or {}).items():
-        if re.match(rf"(.*\.)?({p})$", key): return v
-    return default
-
 class _LycorisTuner(BaseTuner):
     default_targets = LORA_TARGET_MODULES
 
-    def _layer_kwargs(self, config, key: str) -> dict:
-        return dict(r=_pattern_value(config.rank_pattern, key, config.r), alpha=_pattern_value(config.alpha_pattern, key, config.alpha),
+    def layer_kwargs(self, config, key: str) -> dict:
+        return dict(r=pattern_value(config.rank_pattern, key, config.r), alpha=pattern_value(config.alpha_pattern, key, config.alpha),
                     rank_dropout=config.rank_dropout, module_dropout=config.module_dropout,
                     init_weights=config.init_weights, use_effective_conv2d=config.use_effective_conv2d)
 
-    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
-        kw = self._layer_kwargs(config, current_key)
-        if isinstance(target, self.layer_cls): target.update_layer(adapter_name, **kw); return
-        if isinstance(target, AdapterLayer):
-            raise TypeError(f"{current_key!r} already holds a {type(target).__name__} adapter; one model takes one "
-                            f"method's adapters. Use a fresh base model for {self.method_name}.")
-        packed = type(getattr(target, "weight", None)).__name__
-        if packed in ("Params4bit", "Int8Params"):
-            raise TypeError(f"Target module {current_key!r} is a bitsandbytes {type(target).__name__} (packed {packed} "
-                            f"weight). {self.method_name} computes with the dense W + ΔW, so it cannot wrap quantized "
-                            f"layers (PEFT cannot either); use LoRA, DoRA, AdaLoRA, VeRA or (IA)³ on a quantized model, "
+    def new_layer(self, config, adapter_name, target, key, **kw):
+        "LyCORIS layers compute with the dense W + ΔW: linear and Conv2d targets, never packed (quantized) weights."
+        if packed_weight(getattr(target, "weight", None)) is not None:
+            raise TypeError(f"Target module {key!r} is a {type(target).__name__} with a packed (quantized) "
+                            f"{type(target.weight).__name__} weight. {self.method_name} computes with the dense W + ΔW, "
+                            f"so it cannot wrap quantized layers (PEFT cannot either); use LoRA, DoRA, AdaLoRA, VeRA or (IA)³ on a quantized model, "
                             f"or load the base without quantization_config.")
         C = _conv1d_cls()
         if isinstance(target, (nn.Linear, nn.Conv2d)): fifo = False
         elif C is not None and isinstance(target, C): fifo = True
         else:
-            raise TypeError(f"Target module {current_key!r} is a {type(target).__name__}, which {self.method_name} cannot "
+            raise TypeError(f"Target module {key!r} is a {type(target).__name__}, which {self.method_name} cannot "
                             f"wrap; it wraps torch.nn.Linear, transformers' Conv1D and torch.nn.Conv2d. Choose "
                             f"target_modules among those.")
-        try: new = self.layer_cls(target, adapter_name, fan_in_fan_out=fifo, **kw)
-        except ValueError as e: raise ValueError(f"{current_key}: {e}") from None
-        setattr(parent, target_name, new)
+        try: return self.layer_cls(target, adapter_name, fan_in_fan_out=fifo, **kw)
+        except ValueError as e: raise ValueError(f"{key}: {e}") from None
 
 class LoHaModel(_LycorisTuner):
     "Injects LoHa adapters into a model."
@@ -269,8 +258,8 @@ class LoKrModel(_LycorisTuner):
     prefix = "lokr_"
     layer_cls = LoKrLayer
     method_name = "LoKr"
-    def _layer_kwargs(self, config, key):
-        return dict(super()._layer_kwargs(config, key), decompose_both=config.decompose_both,
+    def layer_kwargs(self, config, key):
+        return dict(super().layer_kwargs(config, key), decompose_both=config.decompose_both,
                     decompose_factor=config.decompose_factor, rank_dropout_scale=config.rank_dropout_scale)
 
 register_peft_method(PeftType.LOHA, LoHaConfig, LoHaModel)

@@ -259,15 +259,15 @@ def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str 
     if not isinstance(peft_config, PeftConfig):
         raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
     check_adapter_name(adapter_name)   # before anything changes; the tuner checks it again against its prefix
-    import copy
-    peft_config = copy.deepcopy(peft_config)
     name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
-    peft_config.base_model_name_or_path = name or None
-    if revision is not None: peft_config.revision = revision
     existing = getattr(model, "peft_config", None)
     if isinstance(existing, dict) and adapter_name in existing:
         warnings.warn(f"The model already holds adapter {adapter_name!r} (e.g. a re-run cell); it is re-created "
                       f"in the existing wrappers, not wrapped a second time.")
     cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(peft_config.task_type, PeftModel)
-    return cls(model, peft_config, adapter_name=adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
-               low_cpu_mem_usage=low_cpu_mem_usage)
+    pm = cls(model, peft_config, adapter_name=adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
+             low_cpu_mem_usage=low_cpu_mem_usage)
+    stored = pm.peft_config[adapter_name]        # the tuner's own copy: the caller's config stays as it was
+    stored.base_model_name_or_path = name or None
+    if revision is not None: stored.revision = revision
+    return pm

@@ -147,12 +147,12 @@ class VeraModel(BaseTuner):
             raise ValueError("VeRA adapters of one model must all save their projections or none: set save_projection "
                              "to the value the existing adapters use.")
 
-    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
-        if isinstance(target, VeraLayer):
-            target.update_layer(adapter_name, config.r, config.vera_dropout, config.d_initial, config.init_weights); return
-        config.fan_in_fan_out = fifo = linear_fan_in_fan_out(target, current_key, "VeRA")
-        setattr(parent, target_name, VeraLayer(target, adapter_name, self.vera_projections, config.r, fifo,
-                                               config.vera_dropout, config.d_initial, config.init_weights))
+    def layer_kwargs(self, config, key):
+        return dict(r=config.r, vera_dropout=config.vera_dropout, d_initial=config.d_initial, init_weights=config.init_weights)
+    def new_layer(self, config, adapter_name, target, key, **kw):
+        "Every VeRA layer holds a reference to the model's shared projections."
+        return VeraLayer(target, adapter_name, self.vera_projections,
+                         fan_in_fan_out=linear_fan_in_fan_out(target, key, self.method_name), **kw)
 
     def _mark_only_adapters_as_trainable(self, model):
         super()._mark_only_adapters_as_trainable(model)
