@@ -1132,7 +1132,7 @@ class BaseTuner(nn.Module):
         with undo_on_failure(self, model): self.inject_adapter(model, adapter_name, config)
 
     def inject_adapter(self, model: nn.Module, adapter_name: str, config):
-        "Wrap every target of `config` in `model` with adapter `adapter_name`."
+        "Add adapter `adapter_name`: the bookkeeping every method shares around the method's `_add_adapter_modules`."
         config = copy.deepcopy(config)
         prepare_layer_libraries(model, trainable=not config.inference_mode)
         config = self._prepare_config(config, model)
@@ -1141,6 +1141,15 @@ class BaseTuner(nn.Module):
         try: self._check_new_adapter_config(config)
         finally: self.peft_config = full
         self.peft_config[adapter_name] = config
+        try: self._add_adapter_modules(model, adapter_name, config)
+        except BaseException: del self.peft_config[adapter_name]; raise
+        self._set_modules_to_save(model, config, adapter_name)
+        self.set_adapter(self.active_adapter or adapter_name)  # a new adapter stays inactive unless it is the active one
+        self._mark_only_adapters_as_trainable(model)
+        if config.inference_mode: self._freeze_adapter(adapter_name)
+
+    def _add_adapter_modules(self, model: nn.Module, adapter_name: str, config):
+        "Create or update the adapter in every target of `config` (a prompt method builds its encoder instead)."
         inside = _paths_inside_adapter_layers(model)
         save = set(config.modules_to_save or [])
         matched, in_save, off_layers = [], [], []
@@ -1154,14 +1163,8 @@ class BaseTuner(nn.Module):
             check_not_offloaded(model, key, target)
             self._create_and_replace(config, adapter_name, target, target_name, parent, current_key=key)
             matched.append(key)
-        if not matched:
-            del self.peft_config[adapter_name]
-            raise ValueError(_no_target_message(model, config, in_save, off_layers))
+        if not matched: raise ValueError(_no_target_message(model, config, in_save, off_layers))
         self.targeted_module_names = sorted(set(getattr(self, "targeted_module_names", [])) | set(matched))
-        self._set_modules_to_save(model, config, adapter_name)
-        self.set_adapter(self.active_adapter)  # a new adapter stays inactive unless it is the active one
-        self._mark_only_adapters_as_trainable(model)
-        if config.inference_mode: self._freeze_adapter(adapter_name)
 
     def _set_modules_to_save(self, model, config, adapter_name):
         for name in config.modules_to_save or []:

@@ -301,11 +301,11 @@ class PromptTuner(BaseTuner):
     "Prompt tuning, P-tuning and prefix tuning on one model (one adapter active at a time)."
     method_name = "prompt learning"
 
-    def inject_adapter(self, model, adapter_name, config):
-        "Create the prompt encoder of `adapter_name` (the base model is frozen, not modified)."
-        if not hasattr(self, "prompt_encoder"): self.prompt_encoder = nn.ModuleDict()
-        prepare_layer_libraries(model, trainable=not config.inference_mode)
-        config = prepare_prompt_config(copy.deepcopy(config), model)
+    _disabled = False   # disable_adapter(): the base model's forward, without virtual tokens
+
+    def _prepare_config(self, config, model):
+        "Sizes from the model's config; refuse what the model cannot take."
+        config = prepare_prompt_config(config, model)
         if config.task_type is None and hasattr(model, "config"):
             raise ValueError(f"Prompt methods need task_type (one of {[t.value for t in PROMPT_TASKS]}) to know how to "
                              f"feed virtual tokens to a {type(model).__name__}.")
@@ -315,20 +315,21 @@ class PromptTuner(BaseTuner):
                                  f"{type(model).__name__} does not. Use prompt tuning or P-tuning instead.")
             if any(getattr(m, "gradient_checkpointing", False) for m in model.modules()):
                 raise ValueError("Prefix tuning does not work with gradient checkpointing; disable it or use prompt tuning.")
+        return config
+
+    def _check_new_adapter_config(self, config):
         if any(type(c) is not type(config) for c in self.peft_config.values()):
             raise ValueError("All adapters of one model must use the same prompt method.")
+
+    def _add_adapter_modules(self, model, adapter_name, config):
+        "Create the prompt encoder of `adapter_name` (the base model is frozen, not modified)."
+        if not hasattr(self, "prompt_encoder"): self.prompt_encoder = nn.ModuleDict()
         if config.peft_type == PeftType.MULTITASK_PROMPT_TUNING: enc = MultitaskPromptEmbedding(config, _word_embeddings(model))
         elif config.peft_type == PeftType.PROMPT_TUNING: enc = PromptEmbedding(config, _word_embeddings(model))
         elif config.peft_type == PeftType.P_TUNING: enc = PromptEncoder(config)
         else: enc = PrefixEncoder(config)
         dev = _word_embeddings(model).weight.device
         self.prompt_encoder[adapter_name] = enc.to(dev)
-        self.peft_config[adapter_name] = config
-        for p in model.parameters(): p.requires_grad_(False)
-        self._set_modules_to_save(model, config, adapter_name)
-        self._disabled = getattr(self, "_disabled", False)
-        self.set_adapter(self.active_adapter if self.active_adapter in self.peft_config else adapter_name)
-        if config.inference_mode: self._freeze_adapter(adapter_name)
 
     def set_adapter(self, adapter_name):
         if not isinstance(adapter_name, str):

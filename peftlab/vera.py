@@ -133,14 +133,12 @@ class VeraModel(BaseTuner):
         if not dims: return (0, 0)
         return max(d[0] for d in dims), max(d[1] for d in dims)
 
-    def inject_adapter(self, model, adapter_name, config):
-        import copy
+    def _add_adapter_modules(self, model, adapter_name, config):
+        "The adapter's shared projections, sized for its largest target, before its layers that use them."
         if "vera_projections" not in self._modules: self.vera_projections = VeraProjections()
-        prepared = self._prepare_config(copy.deepcopy(config), model)
-        self._check_new_adapter_config(prepared)
-        n_in, n_out = self._target_dims(prepared, model)
-        if n_in: self.vera_projections.set(adapter_name, *vera_projections(prepared.r, n_in, n_out, prepared.projection_prng_key))
-        super().inject_adapter(model, adapter_name, config)
+        n_in, n_out = self._target_dims(config, model)
+        if n_in: self.vera_projections.set(adapter_name, *vera_projections(config.r, n_in, n_out, config.projection_prng_key))
+        super()._add_adapter_modules(model, adapter_name, config)
 
     def _check_new_adapter_config(self, config):
         if len({c.save_projection for c in self.peft_config.values()} | {config.save_projection}) > 1:
