@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['default_collate', 'evaluate', 'accuracy', 'fit']
 
-# %% ../nbs/12_train.ipynb #da06b01b
+# %% ../nbs/12_train.ipynb #ac7d976c
 def _to_batches(data, batch_size: int, shuffle: bool, seed: int, collate: Optional[Callable]):
     n = len(data)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist() if shuffle else list(range(n))
@@ -30,6 +30,7 @@ def default_collate(rows: list[dict]) -> dict:
         out[k] = torch.stack([torch.as_tensor(v) for v in vals])
     return out
 
+# %% ../nbs/12_train.ipynb #4811c9d8
 @torch.no_grad()
 def evaluate(model: nn.Module, data, batch_size: int = 32, collate: Optional[Callable] = None,
              metric: Optional[Callable] = None) -> dict:
@@ -49,11 +50,18 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     "Fraction of rows whose arg-max logit is the label."
     return (logits.argmax(-1) == labels).float().mean().item()
 
+# %% ../nbs/12_train.ipynb #7b6eb721
 def _step_hook(model):
     "The tuner's `on_optimizer_step` (a no-op for methods without a schedule), or None for a model without a tuner."
     hook = getattr(getattr(model, "base_model", None), "on_optimizer_step", None)   # duck-typed: a re-run notebook may redefine tuner classes
     return hook if callable(hook) else None
 
+def _optimizer(params: list, lr: float, weight_decay: float, total: int):
+    "AdamW over `params` and a learning rate that falls linearly to 0 over `total` steps."
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
+
+# %% ../nbs/12_train.ipynb #171e9e9f
 def fit(model: nn.Module, train_data, *, epochs: float = 1, max_steps: Optional[int] = None, lr: float = 1e-3,
         batch_size: int = 16, weight_decay: float = 0.0, collate: Optional[Callable] = None, eval_data=None,
         eval_every: Optional[int] = None, metric: Optional[Callable] = None, seed: int = 0,
@@ -65,8 +73,7 @@ def fit(model: nn.Module, train_data, *, epochs: float = 1, max_steps: Optional[
     if len(train_data) == 0: raise ValueError("train_data is empty.")
     per_epoch = math.ceil(len(train_data) / batch_size)
     total = max_steps if max_steps is not None else int(math.ceil(epochs * per_epoch))
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
+    opt, sched = _optimizer(params, lr, weight_decay, total)
     step_hook = _step_hook(model)
     model.train()
     history, step, epoch, t0 = [], 0, 0, time.time()
