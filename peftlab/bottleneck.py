@@ -25,6 +25,7 @@ BOTTLENECK_TARGET_MODULES = {
 }
 NON_LINEARITIES = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "swish": nn.SiLU, "tanh": nn.Tanh}
 
+# %% ../nbs/08_bottleneck.ipynb #da9a2c51
 @dataclass
 class BottleneckConfig(TunerConfig):
     "Configuration of a bottleneck adapter (Houlsby or Pfeiffer placement)."
@@ -80,12 +81,6 @@ class BottleneckLayer(AdapterLayer):
         self.scaling[adapter_name] = config.scaling
         if not self._active_adapters: self._active_adapters = [adapter_name]
 
-    def delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        "`s · up(dropout(act(down(h))))` of the output so far `h = result`, in the adapter's dtype."
-        down = self.adapter_down[a]
-        z = self.adapter_dropout[a](self.adapter_act[a](down(result.to(down.weight.dtype))))
-        return self.scaling[a] * self.adapter_up[a](z)
-
     def merge(self, safe_merge: bool = False, adapter_names=None):
         raise ValueError("Bottleneck adapters are non-linear (down-projection, activation, up-projection) and cannot be "
                          "merged into the base weights. Keep the adapter in place, or use unload() to remove it.")
@@ -94,6 +89,14 @@ class BottleneckLayer(AdapterLayer):
         raise ValueError("A bottleneck adapter has no weight update ΔW: its change of the output is non-linear.")
 
     def __repr__(self): return "bottleneck." + super().__repr__()
+
+# %% ../nbs/08_bottleneck.ipynb #fd0f3ec4
+@patch
+def delta(self: BottleneckLayer, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    "`s · up(dropout(act(down(h))))` of the output so far `h = result`, in the adapter's dtype."
+    down = self.adapter_down[a]
+    z = self.adapter_dropout[a](self.adapter_act[a](down(result.to(down.weight.dtype))))
+    return self.scaling[a] * self.adapter_up[a](z)
 
 # %% ../nbs/08_bottleneck.ipynb #5cc0f583
 class BottleneckModel(BaseTuner):

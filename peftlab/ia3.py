@@ -36,6 +36,7 @@ IA3_FEEDFORWARD_MODULES = {
     "qwen2": ["down_proj"], "qwen3": ["down_proj"],
 }
 
+# %% ../nbs/04_ia3.ipynb #6649de77
 @dataclass
 class IA3Config(TunerConfig):
     "Configuration of an (IA)³ adapter (Hugging Face PEFT's fields and defaults)."
@@ -58,6 +59,7 @@ class IA3Config(TunerConfig):
                 raise ValueError(f"IA3Config.feedforward_modules must be a subset of target_modules; {sorted(extra)} are not "
                                  f"targets. Add them to target_modules or remove them from feedforward_modules.")
 
+# %% ../nbs/04_ia3.ipynb #31afabfd
 def is_feedforward_module(config: IA3Config, key: str) -> bool:
     "PEFT's rule: a regex string full-matches the path, a list entry is a bare suffix of it."
     ff = config.feedforward_modules
@@ -92,11 +94,6 @@ class IA3Layer(AdapterLayer):
         l = self.ia3_l[adapter].data
         return l.T if self.fan_in_fan_out else l       # broadcastable against the stored weight
 
-    def delta_weight(self, adapter: str) -> torch.Tensor:
-        W = self.get_base_layer().weight.data
-        for a in reversed(self.merged_adapters): W = W / (self._scale_for_weight(a) + 1e-8)   # the unmerged W
-        return (W * (self._scale_for_weight(adapter) - 1)).to(W.dtype)
-
     def merge(self, safe_merge: bool = False, adapter_names=None):
         base = self._mergeable_base()
         for a in (self.active_adapters if adapter_names is None else adapter_names):
@@ -111,19 +108,32 @@ class IA3Layer(AdapterLayer):
             if b is not None: base.bias.data = b.to(base.bias.dtype)
             self.merged_adapters.append(a)
 
-    def unmerge(self):
-        base = self.get_base_layer()
-        while self.merged_adapters:
-            a = self.merged_adapters.pop()
-            base.weight.data = (base.weight.data / (self._scale_for_weight(a) + 1e-8)).to(base.weight.dtype)
-            if not self.is_feedforward and base.bias is not None:
-                base.bias.data = (base.bias.data / (self.ia3_l[a].data.reshape(base.bias.shape) + 1e-8)).to(base.bias.dtype)
+# %% ../nbs/04_ia3.ipynb #8b035888
+@patch
+def delta_weight(self: IA3Layer, adapter: str) -> torch.Tensor:
+    W = self.get_base_layer().weight.data
+    for a in reversed(self.merged_adapters): W = W / (self._scale_for_weight(a) + 1e-8)   # the unmerged W
+    return (W * (self._scale_for_weight(adapter) - 1)).to(W.dtype)
 
-    @property
-    def scales(self) -> str: return "input" if self.is_feedforward else "output"   # where the forward multiplies
-    def scale(self, adapter: str) -> torch.Tensor: return self.ia3_l[adapter].flatten()   # the forward is AdapterLayer's
+# %% ../nbs/04_ia3.ipynb #1a487b86
+@patch
+def unmerge(self: IA3Layer):
+    base = self.get_base_layer()
+    while self.merged_adapters:
+        a = self.merged_adapters.pop()
+        base.weight.data = (base.weight.data / (self._scale_for_weight(a) + 1e-8)).to(base.weight.dtype)
+        if not self.is_feedforward and base.bias is not None:
+            base.bias.data = (base.bias.data / (self.ia3_l[a].data.reshape(base.bias.shape) + 1e-8)).to(base.bias.dtype)
 
-    def __repr__(self): return "ia3." + super().__repr__()
+# %% ../nbs/04_ia3.ipynb #eb7cb333
+@patch(as_prop=True)
+def scales(self: IA3Layer) -> str: return "input" if self.is_feedforward else "output"   # where the forward multiplies
+
+@patch
+def scale(self: IA3Layer, adapter: str) -> torch.Tensor: return self.ia3_l[adapter].flatten()   # the forward is AdapterLayer's
+
+@patch
+def __repr__(self: IA3Layer): return "ia3." + super(IA3Layer, self).__repr__()
 
 # %% ../nbs/04_ia3.ipynb #513fd0c3
 class IA3Model(BaseTuner):

@@ -52,12 +52,14 @@ class LoftQResult:
     B: torch.Tensor                # (out, r)
     errors: list = field(default_factory=list)   # ‖W − Q − sBA‖/‖W‖: [quantization alone, after step 1, ...]
 
+# %% ../nbs/10a_loftq.ipynb #a1c39760
 def _rank_r_fit(R: torch.Tensor, r: int, scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
     "A (r, in), B (out, r) with scaling·B A = the best rank-r approximation of R (S split as √(S/s) on both sides)."
     U, S, Vh = torch.linalg.svd(R, full_matrices=False)
     sq = torch.sqrt(S[:r] / scaling)
     return torch.diag(sq) @ Vh[:r], U[:, :r] @ torch.diag(sq)
 
+# %% ../nbs/10a_loftq.ipynb #bae8d0ca
 @torch.no_grad()
 def loftq_decompose(W: torch.Tensor, # the full-precision weight, (out, in)
                     r: int, bits: int = 4,
@@ -119,6 +121,7 @@ def loftq_report(model: nn.Module):
     df["removed"] = 1 - df.rel_error / df.set_index(["module", "adapter"]).index.map(first).values
     return df
 
+# %% ../nbs/10a_loftq.ipynb #bb0ccdc0
 def plot_loftq(report, ax=None, title: str = "LoftQ: quantization error removed"):
     "Relative error per alternating step (step 0 = quantization alone): one thin line per layer, the median bold."
     import matplotlib.pyplot as plt
@@ -167,6 +170,7 @@ def _safetensors_reader(model, model_path: Optional[str]):
         raise KeyError(f"{name!r} is not in the checkpoint at {model_path!r}; is it this model's original checkpoint?")
     return get
 
+# %% ../nbs/10a_loftq.ipynb #e2b4fe4d
 @torch.no_grad()
 def replace_lora_weights_loftq(peft_model, model_path: Optional[str] = None, # folder or .safetensors of the float model
                                adapter_name: str = "default",

@@ -32,6 +32,7 @@ def factorization(dimension: int,  # the size to split, e.g. a layer's in_featur
         m, n = cand, dimension // cand
     return (m, n) if m <= n else (n, m)
 
+# %% ../nbs/06_lycoris.ipynb #4d01445d
 def check_decompose_factor(factor: int  # LoKr's decompose_factor
                           ) -> None:
     "Raise a clear error when `factor` is neither -1 nor a positive integer (one that does not divide a dimension is fine)."
@@ -48,6 +49,7 @@ class LycorisConfig(TunerConfig):
     alpha_pattern: dict[str, float] = field(default_factory=dict)  # regex -> alpha for matching modules
     _ranges = {"rank_dropout": "[0, 1)", "module_dropout": "[0, 1)"}
 
+# %% ../nbs/06_lycoris.ipynb #15c18546
 @dataclass
 class LoHaConfig(LycorisConfig):
     "Configuration of a LoHa adapter (Hugging Face PEFT's fields and defaults)."
@@ -62,6 +64,7 @@ class LoHaConfig(LycorisConfig):
         self.peft_type = PeftType.LOHA
         super().__post_init__()
 
+# %% ../nbs/06_lycoris.ipynb #5835ca38
 @dataclass
 class LoKrConfig(LycorisConfig):
     "Configuration of a LoKr adapter (Hugging Face PEFT's fields and defaults)."
@@ -81,8 +84,6 @@ class LoKrConfig(LycorisConfig):
         check_decompose_factor(self.decompose_factor)
 
 # %% ../nbs/06_lycoris.ipynb #373f29c6
-def _kaiming(p): nn.init.kaiming_uniform_(p, a=math.sqrt(5))
-
 class LycorisLayer(AdapterLayer):
     "Shared wrapper of LoHa and LoKr: a dense ΔW per adapter, added to the base output."
     other_param_names = ("r", "alpha", "scaling", "rank_dropout", "module_dropout")
@@ -114,38 +115,50 @@ class LycorisLayer(AdapterLayer):
         self.r[adapter_name], self.alpha[adapter_name], self.scaling[adapter_name] = r, alpha, alpha / r
         self.rank_dropout[adapter_name], self.module_dropout[adapter_name] = rank_dropout, module_dropout
 
-    def _init(self, adapter, zeros: tuple):
-        "Kaiming-uniform every tensor of `adapter`, zeros for those named in `zeros` (nothing on the meta device)."
-        if self.get_base_layer().weight.device.type == "meta": return
-        for attr in self.adapter_layer_names:
-            d = getattr(self, attr)
-            if adapter in d:
-                with torch.no_grad(): d[adapter].zero_() if attr in zeros else _kaiming(d[adapter])
+# %% ../nbs/06_lycoris.ipynb #879459c3
+def _kaiming(p): nn.init.kaiming_uniform_(p, a=math.sqrt(5))
 
-    def _rank_drop(self, w: torch.Tensor, adapter: str, rescale: bool) -> torch.Tensor:
-        keep = (torch.rand(w.size(0), device=w.device) > self.rank_dropout[adapter]).to(w.dtype)
-        if rescale: keep = keep / keep.mean()
-        return w * keep.view(-1, *[1] * (w.dim() - 1))
+@patch
+def _init(self: LycorisLayer, adapter, zeros: tuple):
+    "Kaiming-uniform every tensor of `adapter`, zeros for those named in `zeros` (nothing on the meta device)."
+    if self.get_base_layer().weight.device.type == "meta": return
+    for attr in self.adapter_layer_names:
+        d = getattr(self, attr)
+        if adapter in d:
+            with torch.no_grad(): d[adapter].zero_() if attr in zeros else _kaiming(d[adapter])
 
-    def _delta(self, adapter: str, train: bool = False) -> torch.Tensor:
-        "ΔW of `adapter` in (out, in, *kernel) layout (with rank dropout when `train`)."
-        raise NotImplementedError
+# %% ../nbs/06_lycoris.ipynb #c5894320
+@patch
+def _rank_drop(self: LycorisLayer, w: torch.Tensor, adapter: str, rescale: bool) -> torch.Tensor:
+    keep = (torch.rand(w.size(0), device=w.device) > self.rank_dropout[adapter]).to(w.dtype)
+    if rescale: keep = keep / keep.mean()
+    return w * keep.view(-1, *[1] * (w.dim() - 1))
 
-    def delta_weight(self, adapter: str) -> torch.Tensor:
-        w = self._delta(adapter)
-        return w.T if self.fan_in_fan_out else w
+# %% ../nbs/06_lycoris.ipynb #ad433013
+@patch
+def _delta(self: LycorisLayer, adapter: str, train: bool = False) -> torch.Tensor:
+    "ΔW of `adapter` in (out, in, *kernel) layout (with rank dropout when `train`)."
+    raise NotImplementedError
 
-    def _adapter_out(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        b = self.get_base_layer()
-        if isinstance(b, nn.Conv2d):
-            return F.conv2d(x, w, stride=b.stride, padding=b.padding, dilation=b.dilation, groups=b.groups)
-        return F.linear(x, w)
+@patch
+def delta_weight(self: LycorisLayer, adapter: str) -> torch.Tensor:
+    w = self._delta(adapter)
+    return w.T if self.fan_in_fan_out else w
 
-    def delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> Optional[torch.Tensor]:
-        "ΔW applied to `x`, in the adapter's dtype; None when module dropout skips the adapter."
-        if self.training and torch.rand(1).item() <= self.module_dropout[a]: return None
-        w = self._delta(a, train=self.training and bool(self.rank_dropout[a]))
-        return self._adapter_out(x.to(w.dtype), w)
+# %% ../nbs/06_lycoris.ipynb #823aecd3
+@patch
+def _adapter_out(self: LycorisLayer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    b = self.get_base_layer()
+    if isinstance(b, nn.Conv2d):
+        return F.conv2d(x, w, stride=b.stride, padding=b.padding, dilation=b.dilation, groups=b.groups)
+    return F.linear(x, w)
+
+@patch
+def delta(self: LycorisLayer, a: str, x: torch.Tensor, result: torch.Tensor) -> Optional[torch.Tensor]:
+    "ΔW applied to `x`, in the adapter's dtype; None when module dropout skips the adapter."
+    if self.training and torch.rand(1).item() <= self.module_dropout[a]: return None
+    w = self._delta(a, train=self.training and bool(self.rank_dropout[a]))
+    return self._adapter_out(x.to(w.dtype), w)
 
 # %% ../nbs/06_lycoris.ipynb #abbc63b7
 class LoHaLayer(LycorisLayer):
@@ -209,17 +222,19 @@ class LoKrLayer(LycorisLayer):
         self._init(adapter_name, zeros)
         if not self._active_adapters: self._active_adapters = [adapter_name]
 
-    def _delta(self, adapter: str, train: bool = False) -> torch.Tensor:
-        w1 = self.lokr_w1[adapter] if adapter in self.lokr_w1 else self.lokr_w1_a[adapter] @ self.lokr_w1_b[adapter]
-        if adapter in self.lokr_w2: w2 = self.lokr_w2[adapter]
-        elif adapter in self.lokr_t2:
-            w2 = torch.einsum("ijkl,ip,jr->prkl", self.lokr_t2[adapter], self.lokr_w2_a[adapter], self.lokr_w2_b[adapter])
-        else: w2 = self.lokr_w2_a[adapter] @ self.lokr_w2_b[adapter]
-        if w2.dim() == 4: w1 = w1[:, :, None, None]
-        w = (torch.kron(w1, w2.contiguous()) * self.scaling[adapter]).reshape(self.weight_shape)
-        return self._rank_drop(w, adapter, rescale=self.rank_dropout_scale[adapter]) if train else w
-
     def __repr__(self): return "lokr." + super().__repr__()
+
+# %% ../nbs/06_lycoris.ipynb #49da9aa3
+@patch
+def _delta(self: LoKrLayer, adapter: str, train: bool = False) -> torch.Tensor:
+    w1 = self.lokr_w1[adapter] if adapter in self.lokr_w1 else self.lokr_w1_a[adapter] @ self.lokr_w1_b[adapter]
+    if adapter in self.lokr_w2: w2 = self.lokr_w2[adapter]
+    elif adapter in self.lokr_t2:
+        w2 = torch.einsum("ijkl,ip,jr->prkl", self.lokr_t2[adapter], self.lokr_w2_a[adapter], self.lokr_w2_b[adapter])
+    else: w2 = self.lokr_w2_a[adapter] @ self.lokr_w2_b[adapter]
+    if w2.dim() == 4: w1 = w1[:, :, None, None]
+    w = (torch.kron(w1, w2.contiguous()) * self.scaling[adapter]).reshape(self.weight_shape)
+    return self._rank_drop(w, adapter, rescale=self.rank_dropout_scale[adapter]) if train else w
 
 # %% ../nbs/06_lycoris.ipynb #6dd49c07
 class _LycorisTuner(BaseTuner):
@@ -247,6 +262,7 @@ class _LycorisTuner(BaseTuner):
         try: return self.layer_cls(target, adapter_name, fan_in_fan_out=fifo, **kw)
         except ValueError as e: raise ValueError(f"{key}: {e}") from None
 
+# %% ../nbs/06_lycoris.ipynb #5bf77277
 class LoHaModel(_LycorisTuner):
     "Injects LoHa adapters into a model."
     prefix = "hada_"

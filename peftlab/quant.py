@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import logging
-from .core import AdapterLayer, register_packed_weight, register_model_preparer
+from .core import AdapterLayer, register_packed_weight, register_model_preparer, patch
 
 def _import_bitsandbytes():
     "bitsandbytes, without its start-up notice that an optional faster CPU kernel package is not installed."
@@ -51,6 +51,7 @@ def unpack_cpu_inference_weight(layer: nn.Module) -> bool:
     if getattr(layer, "quant_state", None) is not None: layer.quant_state = qs
     return True
 
+# %% ../nbs/10_quant.ipynb #9d2ef964
 def dequantize_weight(layer: nn.Module) -> torch.Tensor:
     "The dense float32 weight `(out, in)` that a bitsandbytes `Linear4bit` / `Linear8bitLt` computes with."
     w = layer.weight
@@ -63,6 +64,7 @@ def dequantize_weight(layer: nn.Module) -> torch.Tensor:
     raise TypeError(f"{type(layer).__name__} is not a bitsandbytes Linear4bit or Linear8bitLt; "
                     f"its weight is already dense (use layer.weight).")
 
+# %% ../nbs/10_quant.ipynb #8a9f6d8a
 def requantize_weight(layer: nn.Module, W: torch.Tensor):
     "Quantize dense `W` into `layer` with the layer's own quantization settings."
     w = layer.weight
@@ -98,6 +100,7 @@ class _QuantLinear(Linear):
             keep_trainable_layers_unpacked(base)   # repacked for CPU inference, now asked to train: back to autograd
         return super().forward(x, *args, **kwargs)
 
+# %% ../nbs/10_quant.ipynb #5cc9ca28
 class Linear4bit(_QuantLinear):
     "LoRA around `bitsandbytes.nn.Linear4bit` (nf4 / fp4, with or without double quantisation)."
 
@@ -106,7 +109,8 @@ class Linear8bitLt(_QuantLinear):
 
 register_lora_dispatcher(_is_8bit, Linear8bitLt)
 register_lora_dispatcher(_is_4bit, Linear4bit)
-# every other additive method (AdaLoRA, VeRA, LoHa, LoKr) merges through the generic packed path of 00_core
+
+# %% ../nbs/10_quant.ipynb #4f01c671
 def _keep_packed(layer):
     "What restores a packed weight exactly: the weight object (requantizing makes a new one) and an 8-bit layer's state."
     return layer.weight, ((layer.state.CB, layer.state.SCB) if _is_8bit(layer) else None)
@@ -118,6 +122,7 @@ def _restore_packed(layer, kept):
     if _is_4bit(layer) and getattr(layer, "quant_state", None) is not None: layer.quant_state = w.quant_state
     if _is_8bit(layer): layer.state.reset_grads(); layer.state.CB, layer.state.SCB = state
 
+# %% ../nbs/10_quant.ipynb #0428dbd8
 def _state_bytes(p) -> int:
     "Bytes of the constants bitsandbytes stores with `p`: 8-bit row scales; 4-bit block scales, offset, nested scales."
     ts = [getattr(p, "SCB", None)]
@@ -139,6 +144,8 @@ def _plan(layer) -> Optional[dict]:
     qs = getattr(layer.weight, "quant_state", None)
     return {"kind": "4bit", "blocksize": getattr(qs, "blocksize", 64), "double_quant": bool(getattr(qs, "nested", False))}
 
+# %% ../nbs/10_quant.ipynb #44f37f40
+# every other additive method (AdaLoRA, VeRA, LoHa, LoKr) merges through the generic packed path of 00_core
 register_packed_weight("Params4bit", dequantize_weight, requantize_weight, _keep_packed, _restore_packed,
                        numel=_values_4bit, extra_bytes=_state_bytes, plan=_plan)
 register_packed_weight("Int8Params", dequantize_weight, requantize_weight, _keep_packed, _restore_packed,
@@ -200,14 +207,6 @@ class _QuantDora(DoraLinear):
     _base_weight_f32 = _QuantLinear._base_weight_f32
     _set_base_weight = _QuantLinear._set_base_weight
 
-    def _weight_oi(self, w=None) -> torch.Tensor:
-        return dequantize_weight(self.get_base_layer()) if w is None else w
-
-    def _unmerged_weight(self) -> torch.Tensor:
-        w = dequantize_weight(self.get_base_layer())
-        for a in reversed(self.merged_adapters): w = self._undo(a, w)
-        return w
-
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
         "Dequantize, apply the selected adapters (DoRA: `W' = m/n·(W + ΔW)`), requantize; error in `last_merge_error`."
         base = self.get_base_layer()
@@ -230,19 +229,33 @@ class _QuantDora(DoraLinear):
             if a in norms: self._dora_norm[a] = norms[a]
             self.merged_adapters.append(a)
 
-    def unmerge(self):
-        "Dequantize, take every merged adapter out (last first), requantize."
-        if not self.merged_adapters: return
-        base = self.get_base_layer()
-        W = W_merged = dequantize_weight(base)
-        while self.merged_adapters:
-            a = self.merged_adapters.pop()
-            W = self._undo(a, W)
-            db = self.delta_bias(a)
-            if db is not None: base.bias.data -= db.to(base.bias.dtype)
-            self._dora_norm.pop(a, None)
-        self._requantize(W_merged, W)
+# %% ../nbs/10_quant.ipynb #e4812627
+@patch
+def _weight_oi(self: _QuantDora, w=None) -> torch.Tensor:
+    return dequantize_weight(self.get_base_layer()) if w is None else w
 
+@patch
+def _unmerged_weight(self: _QuantDora) -> torch.Tensor:
+    w = dequantize_weight(self.get_base_layer())
+    for a in reversed(self.merged_adapters): w = self._undo(a, w)
+    return w
+
+# %% ../nbs/10_quant.ipynb #902a54f9
+@patch
+def unmerge(self: _QuantDora):
+    "Dequantize, take every merged adapter out (last first), requantize."
+    if not self.merged_adapters: return
+    base = self.get_base_layer()
+    W = W_merged = dequantize_weight(base)
+    while self.merged_adapters:
+        a = self.merged_adapters.pop()
+        W = self._undo(a, W)
+        db = self.delta_bias(a)
+        if db is not None: base.bias.data -= db.to(base.bias.dtype)
+        self._dora_norm.pop(a, None)
+    self._requantize(W_merged, W)
+
+# %% ../nbs/10_quant.ipynb #7b274db4
 class DoraLinear4bit(_QuantDora):
     "DoRA around `bitsandbytes.nn.Linear4bit`."
 
