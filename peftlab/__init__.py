@@ -29,20 +29,28 @@ from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, Ba
 from .model import (PeftModel, PeftModelForCausalLM, PeftModelForSeq2SeqLM, PeftModelForSequenceClassification,
                            PeftModelForTokenClassification, PeftModelForQuestionAnswering,
                            PeftModelForFeatureExtraction, get_peft_model)
+
+# %% ../nbs/99_init.ipynb #7d95d91b
 from .lora import LoraConfig, LoraModel
 from .ia3 import IA3Config, IA3Model
 from .adalora import AdaLoraConfig, AdaLoraModel, rank_history, plot_rank_allocation
 from .prompts import (PromptTuningConfig, PromptEncoderConfig, PrefixTuningConfig, PromptTuningInit,
                              PromptEncoderReparameterizationType, PromptLearningConfig, PromptTuner,
                              MultitaskPromptTuningConfig, MultitaskPromptTuningInit)
+
+# %% ../nbs/99_init.ipynb #c9018176
 from .lora_init import pissa_init, olora_init   # registers init_lora_weights='pissa' / 'pissa_niter_k' / 'olora'
 from .loftq import (LoftQConfig, loftq_decompose, loftq_report, plot_loftq,   # registers 'loftq'
                            replace_lora_weights_loftq)
 from .dora import DoraLinear, DoraEmbedding, DoraConv2d   # registers DoRA layers: LoraConfig(use_dora=True)
 from .lora_merge import COMBINATION_TYPES   # also attaches LoraModel.add_weighted_adapter
+
+# %% ../nbs/99_init.ipynb #b75f57fb
 from .lycoris import LoHaConfig, LoHaModel, LoKrConfig, LoKrModel
 from .vera import VeraConfig, VeraModel
 from .bottleneck import BottleneckConfig, BottleneckModel
+
+# %% ../nbs/99_init.ipynb #c2aedf6a
 def prepare_model_for_kbit_training(model, use_gradient_checkpointing: bool = True, gradient_checkpointing_kwargs=None):
     "PEFT's preparation of a 4/8-bit model for adapter training: `peftlab.quant.prepare_model_for_kbit_training`."
     try: from peftlab.quant import prepare_model_for_kbit_training as prepare
@@ -50,17 +58,23 @@ def prepare_model_for_kbit_training(model, use_gradient_checkpointing: bool = Tr
         raise ImportError(f"prepare_model_for_kbit_training needs bitsandbytes ({e}); install the extra: "
                           f"pip install \"peftlab[quant]\".") from None
     return prepare(model, use_gradient_checkpointing, gradient_checkpointing_kwargs)
+
+# %% ../nbs/99_init.ipynb #d01b8260
 from .train import fit, evaluate, accuracy, default_collate
 from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft_weights, AutoPeftModel,
                         AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
                         AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
                         AutoPeftModelForFeatureExtraction)
+
+# %% ../nbs/99_init.ipynb #4b528fc5
 from .analysis import (param_breakdown, plot_param_breakdown, delta_spectra, delta_svd, spectra_summary,
                               energy_fractions, plot_spectra, plot_effective_rank, subspace_similarity,
                               plot_subspace_similarity, amplification)
 from .memory import (estimate_memory, measure_memory, meta_model, known_models, MemoryEstimate,
                             MemoryMeasurement, plot_estimates, model_config, measure_training_step, live_tensor_bytes)
 from .sweep import sweep, plot_sweep, LiveSweepPlot
+
+# %% ../nbs/99_init.ipynb #a01cef4e
 _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "BaseTuner", "ModulesToSaveWrapper",
          "check_target_module_exists", "register_peft_method", "PeftModel", "PeftModelForCausalLM",
          "PeftModelForSeq2SeqLM", "PeftModelForSequenceClassification", "PeftModelForTokenClassification",

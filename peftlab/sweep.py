@@ -13,15 +13,13 @@ from tqdm.auto import tqdm
 from .core import AdapterLayer, BaseTuner, ModulesToSaveWrapper, PEFT_TYPE_TO_TUNER_MAPPING, TaskType, _jsonable
 from .model import PeftModel, get_peft_model
 from .train import _to_batches
+from .core import patch
 
 # %% auto #0
 __all__ = ['TRAINING_KEYS', 'LOSS_TASKS', 'grid_configs', 'make_config', 'config_seed', 'pad_collate', 'task_losses', 'task_loss',
            'plot_sweep', 'LiveSweepPlot', 'sweep']
 
 # %% ../nbs/23_sweep.ipynb #61ad23b4
-TRAINING_KEYS = ("lr", "weight_decay")
-_ALIASES = {"rank": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "learning_rate": "lr", "targets": "target_modules"}
-
 def grid_configs(grid: Union[dict, list]) -> list[dict]:
     "The configurations of `grid`: the product of a dict of lists (in key order), or a list of dicts as given."
     if isinstance(grid, dict):
@@ -31,6 +29,10 @@ def grid_configs(grid: Union[dict, list]) -> list[dict]:
     if isinstance(grid, (list, tuple)) and all(isinstance(g, dict) for g in grid): return [dict(g) for g in grid]
     raise TypeError(f"grid must be a dict of lists (e.g. {{'r': [4, 8], 'lora_alpha': [8, 16]}}) or a list of dicts; "
                     f"got {type(grid).__name__}.")
+
+# %% ../nbs/23_sweep.ipynb #60a36592
+TRAINING_KEYS = ("lr", "weight_decay")
+_ALIASES = {"rank": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "learning_rate": "lr", "targets": "target_modules"}
 
 def make_config(base_config, overrides: dict):
     "`(config, training)`: a copy of `base_config` with the grid's overrides, and the per-config `lr`/`weight_decay`."
@@ -73,6 +75,7 @@ def pad_collate(rows: list[dict], pad_token_id: int = 0, task_type=None) -> dict
         out["labels"] = out["input_ids"].masked_fill(out["attention_mask"] == 0, -100)
     return out
 
+# %% ../nbs/23_sweep.ipynb #38e88386
 LOSS_TASKS = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS, TaskType.TOKEN_CLS, TaskType.SEQ_2_SEQ_LM)
 
 def _check_task(task_type):
@@ -119,6 +122,7 @@ def _named(model: nn.Module, params: list) -> dict:
     ids = {id(p) for p in params}
     return {n: p.detach().clone() for n, p in model.named_parameters() if id(p) in ids}
 
+# %% ../nbs/23_sweep.ipynb #40aefc52
 def _split(batch: dict, task_type, device=None):
     "Model inputs and labels of a batch, on `device` (seq2seq models need the labels as inputs too)."
     if device is not None: batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -145,6 +149,7 @@ def _stream(data, batch_size: int, seed: int, collate):
         yield from _to_batches(data, batch_size, True, seed + epoch, collate)
         epoch += 1
 
+# %% ../nbs/23_sweep.ipynb #5425b221
 @torch.no_grad()
 def _evaluate(pm, names, batches, task_type, metric, mixed):
     "Per-configuration mean eval loss (and metric), rows weighted equally."
@@ -160,6 +165,7 @@ def _evaluate(pm, names, batches, task_type, metric, mixed):
     pm.train(was)
     return [l / n for l in loss], ([m / n for m in met] if metric is not None else None)
 
+# %% ../nbs/23_sweep.ipynb #d16a4c16
 def _train(pm, names, groups, hps, batches, steps, task_type, mixed, max_grad_norm, on_step, on_eval, eval_every):
     "Train the parameter `groups` (one per configuration) for `steps` steps; returns per-configuration loss lists."
     opt = torch.optim.AdamW([{"params": g, "lr": hp["lr"], "weight_decay": hp["weight_decay"]} for g, hp in zip(groups, hps)])
@@ -231,6 +237,7 @@ def _config_label(overrides: dict) -> str:
         return str(v)
     return ", ".join(f"{'α' if k == 'lora_alpha' else k}={fmt(v)}" for k, v in overrides.items()) or "base"
 
+# %% ../nbs/23_sweep.ipynb #d6a2cbac
 def _ema(ys: list, w: float) -> list:
     "Exponential moving average (bias-corrected, so the curve starts at the first value)."
     if not w: return list(ys)
@@ -238,6 +245,7 @@ def _ema(ys: list, w: float) -> list:
     for y in ys: m = w * m + (1 - w) * y; norm = w * norm + (1 - w); out.append(m / norm)
     return out
 
+# %% ../nbs/23_sweep.ipynb #bae0514d
 def _heatmap_axes(df):
     "`(x, y)` for the r × alpha map: alpha, or alpha/r when alphas are multiples of r and r × alpha would be sparse."
     if df is None or not {"r", "lora_alpha"} <= set(df.columns): return None
@@ -245,6 +253,7 @@ def _heatmap_axes(df):
     if filled < 0.75 and (df["lora_alpha"] / df["r"]).nunique() < df["lora_alpha"].nunique(): return "alpha/r", "r"
     return "lora_alpha", "r"
 
+# %% ../nbs/23_sweep.ipynb #ba3705d2
 class LiveSweepPlot:
     "A sweep callback: loss curves per configuration, redrawn in place, and a final r × alpha heatmap."
     def __init__(self, min_interval: float = 0.5,  # seconds between redraws while training
@@ -269,44 +278,50 @@ class LiveSweepPlot:
         elif kind == "eval": self.evals.append(event)
         elif kind == "end": self.results = event["results"]; self._refresh()
 
-    def draw(self):
-        "Draw the current state into a new matplotlib figure (`.figure`)."
-        from matplotlib.figure import Figure
-        import matplotlib as mpl
-        fig = Figure(figsize=self.figsize, dpi=self.dpi, layout="constrained")
-        ax, ax2 = fig.subplots(1, 2, width_ratios=[3, 2])
-        colors = mpl.colormaps["viridis"].resampled(max(len(self.curves), 2))
-        for k, (xs, ys) in enumerate(self.curves):
-            if xs: ax.plot(xs, _ema(ys, self.smoothing), color=colors(k), lw=1.2, label=self.labels[k])
-        if self.logy: ax.set_yscale("log")
-        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
-        ax.set_xlabel("step"); ax.set_ylabel("training loss" + (f" (EMA {self.smoothing:g})" if self.smoothing else ""))
-        if self.steps: ax.set_xlim(0, max(self.steps - 1, 1))
-        if 0 < len(self.curves) <= 12: ax.legend(fontsize=7, ncol=1 + len(self.curves) // 7)
-        axes = _heatmap_axes(self.results)
-        if axes is not None: plot_sweep(self.results, x=axes[0], y=axes[1], ax=ax2)
-        else:
-            last = [ys[-1] if ys else float("nan") for _, ys in self.curves]
-            if self.results is not None:
-                col = _value_column(self.results); last = list(self.results[col]); ax2.set_title(col, fontsize=10)
-            else: ax2.set_title("latest training loss", fontsize=10)
-            ax2.barh(range(len(last)), last, color=[colors(k) for k in range(len(last))])
-            ax2.set_yticks(range(len(last)), self.labels, fontsize=7); ax2.invert_yaxis()
-        self.figure = fig
-        return fig
+# %% ../nbs/23_sweep.ipynb #91a04df9
+@patch
+def draw(self: LiveSweepPlot):
+    "Draw the current state into a new matplotlib figure (`.figure`)."
+    from matplotlib.figure import Figure
+    import matplotlib as mpl
+    fig = Figure(figsize=self.figsize, dpi=self.dpi, layout="constrained")
+    ax, ax2 = fig.subplots(1, 2, width_ratios=[3, 2])
+    colors = mpl.colormaps["viridis"].resampled(max(len(self.curves), 2))
+    for k, (xs, ys) in enumerate(self.curves):
+        if xs: ax.plot(xs, _ema(ys, self.smoothing), color=colors(k), lw=1.2, label=self.labels[k])
+    if self.logy: ax.set_yscale("log")
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("step"); ax.set_ylabel("training loss" + (f" (EMA {self.smoothing:g})" if self.smoothing else ""))
+    if self.steps: ax.set_xlim(0, max(self.steps - 1, 1))
+    if 0 < len(self.curves) <= 12: ax.legend(fontsize=7, ncol=1 + len(self.curves) // 7)
+    axes = _heatmap_axes(self.results)
+    if axes is not None: plot_sweep(self.results, x=axes[0], y=axes[1], ax=ax2)
+    else:
+        last = [ys[-1] if ys else float("nan") for _, ys in self.curves]
+        if self.results is not None:
+            col = _value_column(self.results); last = list(self.results[col]); ax2.set_title(col, fontsize=10)
+        else: ax2.set_title("latest training loss", fontsize=10)
+        ax2.barh(range(len(last)), last, color=[colors(k) for k in range(len(last))])
+        ax2.set_yticks(range(len(last)), self.labels, fontsize=7); ax2.invert_yaxis()
+    self.figure = fig
+    return fig
 
-    def _png(self):
-        buf = io.BytesIO(); self.figure.savefig(buf, format="png"); return buf.getvalue()
+# %% ../nbs/23_sweep.ipynb #5cc209b6
+@patch
+def _png(self: LiveSweepPlot):
+    buf = io.BytesIO(); self.figure.savefig(buf, format="png"); return buf.getvalue()
 
-    def _repr_png_(self): return None if self.figure is None else self._png()
+@patch
+def _repr_png_(self: LiveSweepPlot): return None if self.figure is None else self._png()
 
-    def _refresh(self, first: bool = False):
-        self.draw(); self._last = time.time(); self.n_draws += 1
-        if not (self.show and _in_notebook()): return
-        from IPython.display import Image, display
-        img = Image(data=self._png(), format="png")
-        if first or self.handle is None: self.handle = display(img, display_id=True)
-        else: self.handle.update(img)
+@patch
+def _refresh(self: LiveSweepPlot, first: bool = False):
+    self.draw(); self._last = time.time(); self.n_draws += 1
+    if not (self.show and _in_notebook()): return
+    from IPython.display import Image, display
+    img = Image(data=self._png(), format="png")
+    if first or self.handle is None: self.handle = display(img, display_id=True)
+    else: self.handle.update(img)
 
 # %% ../nbs/23_sweep.ipynb #74fb1d67
 def _check_joint(configs: list):
@@ -319,6 +334,7 @@ def _check_joint(configs: list):
             raise ValueError(f"Configuration {i} trains biases (bias={c.bias!r}), which all configurations of a joint "
                              f"sweep would share; use bias='none' or joint=False.")
 
+# %% ../nbs/23_sweep.ipynb #5ef5ce31
 def _estimate_memory(model, config, batch_size: int, seq_len: int) -> float:
     "Estimated training memory of one configuration with `peftlab.memory`, or NaN when unavailable."
     try: from peftlab.memory import estimate_memory
@@ -334,6 +350,45 @@ def _pad_id(model) -> int:
     cfg = getattr(model, "config", None)
     p = getattr(cfg, "pad_token_id", None)
     return p if isinstance(p, int) else 0
+
+# %% ../nbs/23_sweep.ipynb #7dc4088f
+def _sweep_configs(model, dataset, grid, base_config, steps: int, lr: float, weight_decay: float, joint: bool):
+    "`(overrides, configs, hps)`: the grid's entries, their configs and optimizer settings, after checking."
+    if isinstance(model, PeftModel) or hasattr(model, "peft_config"):
+        raise ValueError("sweep needs the base model, without adapters: it adds one adapter per configuration and "
+                         "removes them at the end. Pass peft_model.get_base_model() after unload(), or a fresh model.")
+    if steps < 1: raise ValueError(f"steps must be at least 1; got {steps}.")
+    if len(dataset) == 0: raise ValueError("dataset is empty.")
+    overrides = grid_configs(grid)
+    if not overrides: raise ValueError("The grid has no configuration.")
+    built = [make_config(base_config, o) for o in overrides]
+    configs = [c for c, _ in built]
+    hps = [{"lr": t.get("lr", lr), "weight_decay": t.get("weight_decay", weight_decay)} for _, t in built]
+    _check_task(base_config.task_type)
+    tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(base_config.peft_type)
+    if tuner_cls is not None and tuner_cls.on_optimizer_step is not BaseTuner.on_optimizer_step:
+        raise ValueError(f"sweep computes each configuration's loss itself and runs no per-step schedule, but "
+                         f"{getattr(base_config.peft_type, 'value', base_config.peft_type)} has one "
+                         f"({tuner_cls.__name__}.on_optimizer_step, and the loss terms its forward adds); train these "
+                         f"configurations with peftlab.fit, which runs it.")
+    if joint: _check_joint(configs)
+    return overrides, configs, hps
+
+# %% ../nbs/23_sweep.ipynb #c05c2767
+def _result_rows(overrides: list, rec: dict, names: list, seeds: list, est: list, steps: int,
+                evaluated: bool, with_metric: bool) -> list:
+    "One results row per configuration: its grid values, `final_loss`, then what was recorded for it."
+    rows = []
+    for k, o in enumerate(overrides):
+        last = rec["losses"][k][-max(1, steps // 10):]
+        row = {**o, "final_loss": sum(last) / len(last)}
+        if evaluated:
+            row["eval_loss"] = rec["eval_loss"][k]
+            if with_metric: row["eval_metric"] = rec["eval_metric"][k]
+        row.update(trainable_params=rec["params"][k], est_memory_bytes=est[k], seconds=rec["seconds"][k],
+                   adapter=names[k], seed=seeds[k], losses=rec["losses"][k])
+        rows.append(row)
+    return rows
 
 # %% ../nbs/23_sweep.ipynb #43e7af45
 def sweep(model: nn.Module,               # the base model (not a PeftModel); left unchanged afterwards
@@ -358,25 +413,8 @@ def sweep(model: nn.Module,               # the base model (not a PeftModel); le
          ):
     "Train one adapter per grid configuration (jointly on one shared base, or one by one); a DataFrame of results."
     import pandas as pd
-    if isinstance(model, PeftModel) or hasattr(model, "peft_config"):
-        raise ValueError("sweep needs the base model, without adapters: it adds one adapter per configuration and "
-                         "removes them at the end. Pass peft_model.get_base_model() after unload(), or a fresh model.")
-    if steps < 1: raise ValueError(f"steps must be at least 1; got {steps}.")
-    if len(dataset) == 0: raise ValueError("dataset is empty.")
-    overrides = grid_configs(grid)
-    if not overrides: raise ValueError("The grid has no configuration.")
-    built = [make_config(base_config, o) for o in overrides]
-    configs = [c for c, _ in built]
-    hps = [{"lr": t.get("lr", lr), "weight_decay": t.get("weight_decay", weight_decay)} for _, t in built]
+    overrides, configs, hps = _sweep_configs(model, dataset, grid, base_config, steps, lr, weight_decay, joint)
     task = base_config.task_type
-    _check_task(task)
-    tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(base_config.peft_type)
-    if tuner_cls is not None and tuner_cls.on_optimizer_step is not BaseTuner.on_optimizer_step:
-        raise ValueError(f"sweep computes each configuration's loss itself and runs no per-step schedule, but "
-                         f"{getattr(base_config.peft_type, 'value', base_config.peft_type)} has one "
-                         f"({tuner_cls.__name__}.on_optimizer_step, and the loss terms its forward adds); train these "
-                         f"configurations with peftlab.fit, which runs it.")
-    if joint: _check_joint(configs)
     K, names = len(configs), [f"cfg{i}" for i in range(len(configs))]
     seeds = [config_seed(seed, o) for o in overrides]
     collate = collate or functools.partial(pad_collate, pad_token_id=_pad_id(model), task_type=task)
@@ -438,16 +476,7 @@ def sweep(model: nn.Module,               # the base model (not a PeftModel); le
     finally:
         bar.close(); model.train(was_training)
 
-    rows = []
-    for k, o in enumerate(overrides):
-        last = rec["losses"][k][-max(1, steps // 10):]
-        row = {**o, "final_loss": sum(last) / len(last)}
-        if eval_batches is not None:
-            row["eval_loss"] = rec["eval_loss"][k]
-            if metric is not None: row["eval_metric"] = rec["eval_metric"][k]
-        row.update(trainable_params=rec["params"][k], est_memory_bytes=est[k], seconds=rec["seconds"][k],
-                   adapter=names[k], seed=seeds[k], losses=rec["losses"][k])
-        rows.append(row)
+    rows = _result_rows(overrides, rec, names, seeds, est, steps, eval_batches is not None, metric is not None)
     grid_cols = list(dict.fromkeys(c for o in overrides for c in o))
     df = pd.DataFrame(rows)
     df = df[grid_cols + [c for c in df.columns if c not in grid_cols]]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from .core import patch, patch_to
 
 # %% auto #0
 __all__ = ['LabWidget', 'BreakdownExplorer', 'SpectrumExplorer', 'MemoryPlanner', 'SweepBoard']
@@ -41,6 +42,7 @@ def _check_value(owner: str, controls: dict, name: str, value):
     elif hasattr(c, "min") and hasattr(c, "max") and not c.min <= value <= c.max:
         raise ValueError(f"{name}={value!r} is outside the slider's range [{c.min}, {c.max}].")
 
+# %% ../nbs/22_widgets.ipynb #744c74cf
 class LabWidget:
     "Base of the lab widgets: named controls, a figure shown as a PNG, `set` to drive it like a user."
     def _setup(self, controls: dict, figsize=(7.0, 3.2), dpi: int = 90):
@@ -62,10 +64,6 @@ class LabWidget:
     def __setattr__(self, name, value):
         if name in self.__dict__.get("controls", {}): self.set(**{name: value})
         else: super().__setattr__(name, value)
-    @property
-    def state(self) -> dict:
-        "Every control's current value."
-        return {k: c.value for k, c in self.controls.items()}
 
     # --- driving it ---------------------------------------------------------------
     def set(self, **changes):
@@ -77,57 +75,76 @@ class LabWidget:
         if self.error is not None: raise self.error
         return self
 
-    def _check(self, name, value): _check_value(type(self).__name__, self.controls, name, value)
+# %% ../nbs/22_widgets.ipynb #32704098
+@patch(as_prop=True)
+def state(self: LabWidget) -> dict:
+    "Every control's current value."
+    return {k: c.value for k, c in self.controls.items()}
 
-    def _coerce(self, name, value):
-        return tuple(value) if isinstance(self.controls[name], W.SelectMultiple) else value
+@patch
+def _check(self: LabWidget, name, value): _check_value(type(self).__name__, self.controls, name, value)
 
-    @contextmanager
-    def hold(self):
-        "Inside this block control changes are collected; one redraw follows at the end."
-        outer = self._holding; self._holding = True
-        try: yield self
-        finally:
-            self._holding = outer
-            if not outer and self._dirty: self.update()
+@patch
+def _coerce(self: LabWidget, name, value):
+    return tuple(value) if isinstance(self.controls[name], W.SelectMultiple) else value
 
-    @contextmanager
-    def _silent(self):
-        "Change controls without any redraw (for a widget rearranging its own menus)."
-        outer = self._holding; self._holding = True
-        try: yield self
-        finally: self._holding, self._dirty = outer, False if not outer else self._dirty
+# %% ../nbs/22_widgets.ipynb #64b1d1f7
+@patch_to(LabWidget)
+@contextmanager
+def hold(self):
+    "Inside this block control changes are collected; one redraw follows at the end."
+    outer = self._holding; self._holding = True
+    try: yield self
+    finally:
+        self._holding = outer
+        if not outer and self._dirty: self.update()
 
-    def _on_change(self, change):
-        if self._holding: self._dirty = True
-        else: self.update()
+@patch_to(LabWidget)
+@contextmanager
+def _silent(self):
+    "Change controls without any redraw (for a widget rearranging its own menus)."
+    outer = self._holding; self._holding = True
+    try: yield self
+    finally: self._holding, self._dirty = outer, False if not outer else self._dirty
 
-    def update(self):
-        "Recompute from the current state and redraw; records `last_update_seconds`."
-        t0 = time.perf_counter(); self._dirty = False
-        try:
-            self._update()
-            buf = io.BytesIO(); self.figure.savefig(buf, format="png"); self.image.value = buf.getvalue()
-            self.error = None
-        except Exception as e:
-            self.error = e
-            self.status.value = f"<span style='color:#b00020'>{html.escape(f'{type(e).__name__}: {e}')}</span>"
-        self.last_update_seconds = time.perf_counter() - t0
-        self.n_updates += 1
-        return self
+@patch
+def _on_change(self: LabWidget, change):
+    if self._holding: self._dirty = True
+    else: self.update()
 
-    def _update(self): raise NotImplementedError
+# %% ../nbs/22_widgets.ipynb #441140d2
+@patch
+def update(self: LabWidget):
+    "Recompute from the current state and redraw; records `last_update_seconds`."
+    t0 = time.perf_counter(); self._dirty = False
+    try:
+        self._update()
+        buf = io.BytesIO(); self.figure.savefig(buf, format="png"); self.image.value = buf.getvalue()
+        self.error = None
+    except Exception as e:
+        self.error = e
+        self.status.value = f"<span style='color:#b00020'>{html.escape(f'{type(e).__name__}: {e}')}</span>"
+    self.last_update_seconds = time.perf_counter() - t0
+    self.n_updates += 1
+    return self
 
-    # --- showing it ---------------------------------------------------------------
-    @property
-    def png(self) -> bytes:
-        "The image the page shows now."
-        return self.image.value
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.state.items())})"
+@patch
+def _update(self: LabWidget): raise NotImplementedError
+
+# %% ../nbs/22_widgets.ipynb #9cfc4326
+@patch(as_prop=True)
+def png(self: LabWidget) -> bytes:
+    "The image the page shows now."
+    return self.image.value
+
+@patch
+def _ipython_display_(self: LabWidget):
+    from IPython.display import display
+    display(self.widget)
+
+@patch
+def __repr__(self: LabWidget):
+    return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.state.items())})"
 
 # %% ../nbs/22_widgets.ipynb #7e7bfd12
 def _group_counts(df: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -144,6 +161,7 @@ def _fmt_bytes(n: float) -> str:
         if abs(n) < 1024 or unit == "TB": return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
 
+# %% ../nbs/22_widgets.ipynb #bba6b090
 class BreakdownExplorer(LabWidget):
     "Trainable and frozen parameters of `model`, grouped by layer, kind, method or adapter."
     def __init__(self, model, by: str = "layer",  # "layer", "kind", "method" or "adapter"
@@ -167,19 +185,21 @@ class BreakdownExplorer(LabWidget):
         "Re-read the model's parameters (after adding, deleting or training adapters) and redraw."
         self.df = self._breakdown(self.model); return self.update()
 
-    def _update(self):
-        from peftlab.analysis import plot_param_breakdown
-        df = self.df[self.df.trainable] if self.trainable_only else self.df
-        if df.empty: raise ValueError("No trainable parameters: the model has no active adapter "
-                                      "(untick 'trainable only', or wrap the model with get_peft_model).")
-        self.table = _group_counts(df, self.by)
-        self.figure.clear(); ax = self.figure.add_subplot()
-        plot_param_breakdown(df, by=self.by, ax=ax, log=self.log)
-        self.figure.tight_layout()
-        t, n = int(self.df.numel[self.df.trainable].sum()), int(self.df.numel.sum())
-        self.status.value = (f"trainable <b>{t:,}</b> of {n:,} parameters ({100 * t / max(n, 1):.4f}%); "
-                             f"{_fmt_bytes(self.df.bytes.sum())} of tensors")
-        self.table_html.value = self.table.to_html(formatters={c: "{:,}".format for c in self.table.columns})
+# %% ../nbs/22_widgets.ipynb #08484a0e
+@patch
+def _update(self: BreakdownExplorer):
+    from peftlab.analysis import plot_param_breakdown
+    df = self.df[self.df.trainable] if self.trainable_only else self.df
+    if df.empty: raise ValueError("No trainable parameters: the model has no active adapter "
+                                  "(untick 'trainable only', or wrap the model with get_peft_model).")
+    self.table = _group_counts(df, self.by)
+    self.figure.clear(); ax = self.figure.add_subplot()
+    plot_param_breakdown(df, by=self.by, ax=ax, log=self.log)
+    self.figure.tight_layout()
+    t, n = int(self.df.numel[self.df.trainable].sum()), int(self.df.numel.sum())
+    self.status.value = (f"trainable <b>{t:,}</b> of {n:,} parameters ({100 * t / max(n, 1):.4f}%); "
+                         f"{_fmt_bytes(self.df.bytes.sum())} of tensors")
+    self.table_html.value = self.table.to_html(formatters={c: "{:,}".format for c in self.table.columns})
 
 # %% ../nbs/22_widgets.ipynb #818dd320
 class SpectrumExplorer(LabWidget):
@@ -215,21 +235,23 @@ class SpectrumExplorer(LabWidget):
         from peftlab.analysis import delta_spectra
         self.spectra = delta_spectra(self.model, self.adapter); return self.update()
 
-    def _update(self):
-        from peftlab.analysis import plot_spectra, spectra_summary
-        mods = list(self.modules)
-        if not mods: raise ValueError("Pick at least one module.")
-        self.summary = spectra_summary(self.spectra, energy=self.energy)
-        self.figure.clear(); ax1, ax2 = self.figure.subplots(1, 2)
-        plot_spectra(self.spectra, modules=mods, ax=ax1)
-        plot_spectra(self.spectra, modules=mods, ax=ax2, cumulative=True)
-        if ax2.get_legend() is not None: ax2.get_legend().remove()      # one legend is enough
-        ax2.axhline(self.energy, color="0.4", ls="--", lw=1)
-        self.figure.tight_layout()
-        rows = self.summary.loc[mods]
-        self.status.value = (f"{len(mods)} of {len(self.spectra)} modules; energy rank at {self.energy:.2f}: "
-                             + ", ".join(f"{int(v)}" for v in rows.energy_rank))
-        self.table_html.value = rows.to_html(float_format="{:.4g}".format)
+# %% ../nbs/22_widgets.ipynb #8175d8b7
+@patch
+def _update(self: SpectrumExplorer):
+    from peftlab.analysis import plot_spectra, spectra_summary
+    mods = list(self.modules)
+    if not mods: raise ValueError("Pick at least one module.")
+    self.summary = spectra_summary(self.spectra, energy=self.energy)
+    self.figure.clear(); ax1, ax2 = self.figure.subplots(1, 2)
+    plot_spectra(self.spectra, modules=mods, ax=ax1)
+    plot_spectra(self.spectra, modules=mods, ax=ax2, cumulative=True)
+    if ax2.get_legend() is not None: ax2.get_legend().remove()      # one legend is enough
+    ax2.axhline(self.energy, color="0.4", ls="--", lw=1)
+    self.figure.tight_layout()
+    rows = self.summary.loc[mods]
+    self.status.value = (f"{len(mods)} of {len(self.spectra)} modules; energy rank at {self.energy:.2f}: "
+                         + ", ".join(f"{int(v)}" for v in rows.energy_rank))
+    self.table_html.value = rows.to_html(float_format="{:.4g}".format)
 
 # %% ../nbs/22_widgets.ipynb #ce6bf3ef
 _TARGET_PRESETS = ("default", "attention", "attention+mlp", "all-linear")
@@ -264,6 +286,28 @@ def _target_modules(model, preset: str):
 # %% ../nbs/22_widgets.ipynb #f4a600ef
 _LABELS = {"full": "full FT", "lora": "LoRA"}
 
+def _planner_controls(model_opts: list) -> dict:
+    "The planner's controls by name, `model_opts` in the model menu (values: the widgets' defaults)."
+    pow2 = lambda lo, hi: [2 ** i for i in range(lo, hi + 1)]
+    return dict(
+        model=W.Dropdown(options=model_opts, description="model"),
+        method=W.ToggleButtons(options=[("full FT", "full"), ("LoRA", "lora")], description="method",
+                               style={"button_width": "85px"}),
+        r=W.SelectionSlider(options=pow2(0, 9), description="rank r", continuous_update=False),
+        targets=W.Dropdown(options=list(_TARGET_PRESETS), description="targets"),
+        batch_size=W.SelectionSlider(options=pow2(0, 7), description="batch"),
+        seq_len=W.SelectionSlider(options=pow2(6, 15), description="seq length"),
+        dtype=W.Dropdown(options=["float32", "bfloat16", "float16"], description="dtype"),
+        quantization=W.Dropdown(options=[("none", None), ("8-bit", "8bit"), ("4-bit (QLoRA)", "4bit")],
+                                description="quantization"),
+        optimizer=W.Dropdown(options=[("AdamW", "adamw"), ("AdamW 8-bit", "adamw_8bit"), ("SGD", "sgd")],
+                             description="optimizer"),
+        gradient_checkpointing=W.Checkbox(description="gradient checkpointing"),
+        gpu_gb=W.Dropdown(options=[("none", None), ("16 GB", 16), ("24 GB", 24), ("40 GB", 40), ("48 GB", 48),
+                                   ("80 GB", 80), ("141 GB", 141)], description="GPU line"),
+    )
+
+# %% ../nbs/22_widgets.ipynb #7ef47ee6
 class MemoryPlanner(LabWidget):
     "Plan a fine-tuning run's memory: pick the settings, see the estimate per component, pin plans to compare."
     def __init__(self, model_or_name="llama-2-7b",  # a shipped config name (see `known_models`) or a model
@@ -288,24 +332,7 @@ class MemoryPlanner(LabWidget):
             cfg = getattr(model_or_name, "config", None)
             model_value = getattr(cfg, "_name_or_path", None) or getattr(cfg, "model_type", None) or type(model_or_name).__name__
             model_opts = [model_value]; self._models[model_value] = model_or_name
-        pow2 = lambda lo, hi: [2 ** i for i in range(lo, hi + 1)]
-        C = dict(
-            model=W.Dropdown(options=model_opts, description="model"),
-            method=W.ToggleButtons(options=[("full FT", "full"), ("LoRA", "lora")], description="method",
-                                   style={"button_width": "85px"}),
-            r=W.SelectionSlider(options=pow2(0, 9), description="rank r", continuous_update=False),
-            targets=W.Dropdown(options=list(_TARGET_PRESETS), description="targets"),
-            batch_size=W.SelectionSlider(options=pow2(0, 7), description="batch"),
-            seq_len=W.SelectionSlider(options=pow2(6, 15), description="seq length"),
-            dtype=W.Dropdown(options=["float32", "bfloat16", "float16"], description="dtype"),
-            quantization=W.Dropdown(options=[("none", None), ("8-bit", "8bit"), ("4-bit (QLoRA)", "4bit")],
-                                    description="quantization"),
-            optimizer=W.Dropdown(options=[("AdamW", "adamw"), ("AdamW 8-bit", "adamw_8bit"), ("SGD", "sgd")],
-                                 description="optimizer"),
-            gradient_checkpointing=W.Checkbox(description="gradient checkpointing"),
-            gpu_gb=W.Dropdown(options=[("none", None), ("16 GB", 16), ("24 GB", 24), ("40 GB", 40), ("48 GB", 48),
-                                       ("80 GB", 80), ("141 GB", 141)], description="GPU line"),
-        )
+        C = _planner_controls(model_opts)
         start = dict(model=model_value, method=method, r=r, targets=targets, batch_size=batch_size, seq_len=seq_len,
                      dtype=dtype, quantization=quantization, optimizer=optimizer,
                      gradient_checkpointing=gradient_checkpointing, gpu_gb=gpu_gb)
@@ -324,105 +351,115 @@ class MemoryPlanner(LabWidget):
         self.widget.add_class("peftlab-memory-planner")
         self.update()
 
-    # --- the estimate ---------------------------------------------------------------
-    def model_for(self, name: str):
-        "The meta-device model called `name` (built once, then cached)."
-        if name not in self._models:
-            from peftlab.memory import meta_model
-            self._models[name] = meta_model(name)
-        return self._models[name]
+# %% ../nbs/22_widgets.ipynb #27653ce0
+@patch
+def model_for(self: MemoryPlanner, name: str):
+    "The meta-device model called `name` (built once, then cached)."
+    if name not in self._models:
+        from peftlab.memory import meta_model
+        self._models[name] = meta_model(name)
+    return self._models[name]
 
-    def peft_config(self, state: Optional[dict] = None):
-        "The LoRA config a state (default: the current one) describes; `None` for full fine-tuning."
-        s = state or self.state
-        if s["method"] == "full": return None
-        from peftlab.lora import LoraConfig
-        key = (s["model"], s["targets"])
-        if key not in self._targets: self._targets[key] = _target_modules(self.model_for(s["model"]), s["targets"])
-        return LoraConfig(r=s["r"], lora_alpha=2 * s["r"], target_modules=self._targets[key])
+@patch
+def peft_config(self: MemoryPlanner, state: Optional[dict] = None):
+    "The LoRA config a state (default: the current one) describes; `None` for full fine-tuning."
+    s = state or self.state
+    if s["method"] == "full": return None
+    from peftlab.lora import LoraConfig
+    key = (s["model"], s["targets"])
+    if key not in self._targets: self._targets[key] = _target_modules(self.model_for(s["model"]), s["targets"])
+    return LoraConfig(r=s["r"], lora_alpha=2 * s["r"], target_modules=self._targets[key])
 
-    def plan(self, **overrides):
-        "The `MemoryEstimate` of the current state with `overrides` applied; the controls do not move."
-        for k, v in overrides.items(): self._check(k, v)
-        s = {**self.state, **overrides}
-        key = tuple((k, s[k]) for k in sorted(s) if k != "gpu_gb")
-        if key not in self._cache:
-            import torch
-            from peftlab.memory import estimate_memory
-            if len(self._cache) > 512: self._cache.clear()
-            self._cache[key] = estimate_memory(
-                self.model_for(s["model"]), self.peft_config(s), batch_size=s["batch_size"], seq_len=s["seq_len"],
-                dtype=getattr(torch, s["dtype"]), quantization=s["quantization"], optimizer=s["optimizer"],
-                gradient_checkpointing=s["gradient_checkpointing"])
-        return self._cache[key]
+# %% ../nbs/22_widgets.ipynb #8bff565c
+@patch
+def plan(self: MemoryPlanner, **overrides):
+    "The `MemoryEstimate` of the current state with `overrides` applied; the controls do not move."
+    for k, v in overrides.items(): self._check(k, v)
+    s = {**self.state, **overrides}
+    key = tuple((k, s[k]) for k in sorted(s) if k != "gpu_gb")
+    if key not in self._cache:
+        import torch
+        from peftlab.memory import estimate_memory
+        if len(self._cache) > 512: self._cache.clear()
+        self._cache[key] = estimate_memory(
+            self.model_for(s["model"]), self.peft_config(s), batch_size=s["batch_size"], seq_len=s["seq_len"],
+            dtype=getattr(torch, s["dtype"]), quantization=s["quantization"], optimizer=s["optimizer"],
+            gradient_checkpointing=s["gradient_checkpointing"])
+    return self._cache[key]
 
-    def describe(self, state: Optional[dict] = None) -> str:
-        "A short label for a state, e.g. 'QLoRA r=16' or 'full FT float32'."
-        s = state or self.state
-        if s["method"] == "full": name = f"full FT {s['dtype']}"
-        else: name = {"4bit": "QLoRA", "8bit": "LoRA 8-bit"}.get(s["quantization"], "LoRA") + f" r={s['r']}"
-        return name + (" +ckpt" if s["gradient_checkpointing"] else "")
+@patch
+def describe(self: MemoryPlanner, state: Optional[dict] = None) -> str:
+    "A short label for a state, e.g. 'QLoRA r=16' or 'full FT float32'."
+    s = state or self.state
+    if s["method"] == "full": name = f"full FT {s['dtype']}"
+    else: name = {"4bit": "QLoRA", "8bit": "LoRA 8-bit"}.get(s["quantization"], "LoRA") + f" r={s['r']}"
+    return name + (" +ckpt" if s["gradient_checkpointing"] else "")
 
-    # --- comparing plans --------------------------------------------------------------
-    def pin(self, label: Optional[str] = None):
-        "Keep the current plan as a bar of its own (labelled `label`, default: `describe()`)."
-        label = label or self.describe()
-        self.pinned = [p for p in self.pinned if p[0] != label] + [(label, self.state, self.plan())]
-        return self.update()
+# %% ../nbs/22_widgets.ipynb #93fb9ac2
+@patch
+def pin(self: MemoryPlanner, label: Optional[str] = None):
+    "Keep the current plan as a bar of its own (labelled `label`, default: `describe()`)."
+    label = label or self.describe()
+    self.pinned = [p for p in self.pinned if p[0] != label] + [(label, self.state, self.plan())]
+    return self.update()
 
-    def unpin(self, label: Optional[str] = None):
-        "Remove the pinned plan `label` (all pins when `label` is None)."
-        if label is not None and label not in [p[0] for p in self.pinned]:
-            raise KeyError(f"No pinned plan {label!r}; pinned: {[p[0] for p in self.pinned]}.")
-        self.pinned = [] if label is None else [p for p in self.pinned if p[0] != label]
-        return self.update()
+@patch
+def unpin(self: MemoryPlanner, label: Optional[str] = None):
+    "Remove the pinned plan `label` (all pins when `label` is None)."
+    if label is not None and label not in [p[0] for p in self.pinned]:
+        raise KeyError(f"No pinned plan {label!r}; pinned: {[p[0] for p in self.pinned]}.")
+    self.pinned = [] if label is None else [p for p in self.pinned if p[0] != label]
+    return self.update()
 
-    @property
-    def table(self) -> pd.DataFrame:
-        "GB per component (columns) and total for every bar (pinned plans, then 'current')."
-        rows = {lab: est.breakdown for lab, _, est in self.pinned}
-        rows["current"] = self.estimate.breakdown
-        df = pd.DataFrame(rows).T.fillna(0) / _GB
-        df["total"] = [est.total_bytes / _GB for _, _, est in self.pinned] + [self.estimate.total_bytes / _GB]
-        return df
+@patch(as_prop=True)
+def table(self: MemoryPlanner) -> pd.DataFrame:
+    "GB per component (columns) and total for every bar (pinned plans, then 'current')."
+    rows = {lab: est.breakdown for lab, _, est in self.pinned}
+    rows["current"] = self.estimate.breakdown
+    df = pd.DataFrame(rows).T.fillna(0) / _GB
+    df["total"] = [est.total_bytes / _GB for _, _, est in self.pinned] + [self.estimate.total_bytes / _GB]
+    return df
 
-    # --- drawing ----------------------------------------------------------------------
-    def _update(self):
-        self.estimate = self.plan()
-        full = self.method == "full"
-        self.controls["r"].disabled = self.controls["targets"].disabled = full
-        df = self.table
-        comps = [c for c in df.columns if c != "total"]
-        key = (tuple(df.index), tuple(comps), self.gpu_gb is not None)
-        if self._drawn is None or self._drawn[0] != key: self._drawn = (key, self._layout(df, comps))
-        bars, texts, gpu = self._drawn[1]
-        left = np.zeros(len(df))
-        for c in comps:
-            for rect, x, w in zip(bars[c], left, df[c].to_numpy()): rect.set_x(x); rect.set_width(w)
-            left = left + df[c].to_numpy()
-        for t, x in zip(texts, df.total.to_numpy()): t.set_x(x); t.set_text(f" {x:,.1f} GB")
-        ax = self.figure.axes[0]
-        xmax = max(float(df.total.max()), float(self.gpu_gb or 0))
-        ax.set_xlim(0, xmax * 1.22 if xmax > 0 else 1)
-        if gpu is not None: gpu.set_xdata([self.gpu_gb, self.gpu_gb])
-        total = self.estimate.total_bytes / _GB
-        fits = "" if self.gpu_gb is None else (" — fits on the GPU" if total <= self.gpu_gb else
-                                                f" — <b style='color:#b00020'>does not fit</b> on {self.gpu_gb} GB")
-        self.status.value = f"{self.model} · {html.escape(self.describe())}: <b>{total:,.1f} GB</b>{fits}"
+# %% ../nbs/22_widgets.ipynb #a3d64273
+@patch
+def _update(self: MemoryPlanner):
+    self.estimate = self.plan()
+    full = self.method == "full"
+    self.controls["r"].disabled = self.controls["targets"].disabled = full
+    df = self.table
+    comps = [c for c in df.columns if c != "total"]
+    key = (tuple(df.index), tuple(comps), self.gpu_gb is not None)
+    if self._drawn is None or self._drawn[0] != key: self._drawn = (key, self._layout(df, comps))
+    bars, texts, gpu = self._drawn[1]
+    left = np.zeros(len(df))
+    for c in comps:
+        for rect, x, w in zip(bars[c], left, df[c].to_numpy()): rect.set_x(x); rect.set_width(w)
+        left = left + df[c].to_numpy()
+    for t, x in zip(texts, df.total.to_numpy()): t.set_x(x); t.set_text(f" {x:,.1f} GB")
+    ax = self.figure.axes[0]
+    xmax = max(float(df.total.max()), float(self.gpu_gb or 0))
+    ax.set_xlim(0, xmax * 1.22 if xmax > 0 else 1)
+    if gpu is not None: gpu.set_xdata([self.gpu_gb, self.gpu_gb])
+    total = self.estimate.total_bytes / _GB
+    fits = "" if self.gpu_gb is None else (" — fits on the GPU" if total <= self.gpu_gb else
+                                            f" — <b style='color:#b00020'>does not fit</b> on {self.gpu_gb} GB")
+    self.status.value = f"{self.model} · {html.escape(self.describe())}: <b>{total:,.1f} GB</b>{fits}"
 
-    def _layout(self, df: pd.DataFrame, comps: list):
-        "Lay the axes out for these bars and components; `_update` then only moves rectangles and texts."
-        fig = self.figure; fig.clear()
-        ax = fig.add_subplot(); fig.subplots_adjust(left=0.24, right=0.97, bottom=0.16, top=0.84)
-        y = np.arange(len(df))[::-1]
-        bars = {c: ax.barh(y, np.zeros(len(df)), height=0.6, label=c, color=_COLORS.get(c)).patches for c in comps}
-        texts = [ax.text(0, yi, "", va="center", fontsize=8) for yi in y]
-        ax.set_yticks(y, list(df.index), fontsize=8); ax.set_xlabel("GB (GiB)", fontsize=8)
-        ax.tick_params(axis="x", labelsize=8); ax.set_ylim(-0.6, len(df) - 0.4)
-        ax.legend(ncol=len(comps), loc="lower left", bbox_to_anchor=(-0.02, 1.0), fontsize=7, frameon=False,
-                  handlelength=1.2, columnspacing=1.0)
-        gpu = ax.axvline(0, color="#b00020", ls="--", lw=1) if self.gpu_gb is not None else None
-        return bars, texts, gpu
+# %% ../nbs/22_widgets.ipynb #1badee09
+@patch
+def _layout(self: MemoryPlanner, df: pd.DataFrame, comps: list):
+    "Lay the axes out for these bars and components; `_update` then only moves rectangles and texts."
+    fig = self.figure; fig.clear()
+    ax = fig.add_subplot(); fig.subplots_adjust(left=0.24, right=0.97, bottom=0.16, top=0.84)
+    y = np.arange(len(df))[::-1]
+    bars = {c: ax.barh(y, np.zeros(len(df)), height=0.6, label=c, color=_COLORS.get(c)).patches for c in comps}
+    texts = [ax.text(0, yi, "", va="center", fontsize=8) for yi in y]
+    ax.set_yticks(y, list(df.index), fontsize=8); ax.set_xlabel("GB (GiB)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=8); ax.set_ylim(-0.6, len(df) - 0.4)
+    ax.legend(ncol=len(comps), loc="lower left", bbox_to_anchor=(-0.02, 1.0), fontsize=7, frameon=False,
+              handlelength=1.2, columnspacing=1.0)
+    gpu = ax.axvline(0, color="#b00020", ls="--", lw=1) if self.gpu_gb is not None else None
+    return bars, texts, gpu
 
 # %% ../nbs/22_widgets.ipynb #cfe91d85
 def _config_labels(configs: list) -> list:
@@ -442,6 +479,7 @@ def _finite(v) -> bool:
     try: return v is not None and np.isfinite(float(v))
     except (TypeError, ValueError): return False
 
+# %% ../nbs/22_widgets.ipynb #2cd80553
 class SweepBoard(LabWidget):
     "The live view of a `sweep`: pass it in `callbacks`; losses per configuration, then the results table."
     def __init__(self, min_interval: float = 0.5):  # seconds between redraws while steps arrive
@@ -462,57 +500,62 @@ class SweepBoard(LabWidget):
         self._last_draw = 0.0
         return self.update()
 
-    def __call__(self, event: dict):
-        "Take one sweep event (`kind` in start / step / eval / end)."
-        kind = event.get("kind")
-        if kind == "start":
-            self.reset()
-            self.configs = [dict(c) for c in event["configs"]]; self.labels = _config_labels(self.configs)
-            for lst in (self.steps, self.losses, self.eval_steps, self.eval_losses): lst[:] = [[] for _ in self.configs]
-            self.phase = "running"
-            with self._silent():
-                self.controls["highlight"].options = [("all", None)] + [(l, i) for i, l in enumerate(self.labels)]
-                self.controls["highlight"].value = None
-        elif kind in ("step", "eval"):
-            vals = event.get("losses") if kind == "step" else (event.get("eval_losses") or event.get("eval_metrics"))
-            if vals is None: return
-            only = event.get("config")                          # sequential sweeps: the configuration training now
-            xs, ys = (self.steps, self.losses) if kind == "step" else (self.eval_steps, self.eval_losses)
-            for i, v in enumerate(vals):
-                if (only is None or i == only) and i < len(ys) and _finite(v):
-                    xs[i].append(event["step"]); ys[i].append(float(v))
-        elif kind == "end":
-            self.results, self.phase = event.get("results"), "done"
-        else: return                                              # events of later versions: ignored
-        if kind != "step" or time.perf_counter() - self._last_draw >= self.min_interval: self.update()
+# %% ../nbs/22_widgets.ipynb #81a68423
+@patch
+def __call__(self: SweepBoard, event: dict):
+    "Take one sweep event (`kind` in start / step / eval / end)."
+    kind = event.get("kind")
+    if kind == "start":
+        self.reset()
+        self.configs = [dict(c) for c in event["configs"]]; self.labels = _config_labels(self.configs)
+        for lst in (self.steps, self.losses, self.eval_steps, self.eval_losses): lst[:] = [[] for _ in self.configs]
+        self.phase = "running"
+        with self._silent():
+            self.controls["highlight"].options = [("all", None)] + [(l, i) for i, l in enumerate(self.labels)]
+            self.controls["highlight"].value = None
+    elif kind in ("step", "eval"):
+        vals = event.get("losses") if kind == "step" else (event.get("eval_losses") or event.get("eval_metrics"))
+        if vals is None: return
+        only = event.get("config")                          # sequential sweeps: the configuration training now
+        xs, ys = (self.steps, self.losses) if kind == "step" else (self.eval_steps, self.eval_losses)
+        for i, v in enumerate(vals):
+            if (only is None or i == only) and i < len(ys) and _finite(v):
+                xs[i].append(event["step"]); ys[i].append(float(v))
+    elif kind == "end":
+        self.results, self.phase = event.get("results"), "done"
+    else: return                                              # events of later versions: ignored
+    if kind != "step" or time.perf_counter() - self._last_draw >= self.min_interval: self.update()
 
-    def frame(self) -> pd.DataFrame:
-        "The training losses seen so far: one row per (configuration, step)."
-        return pd.DataFrame([dict(config=lab, step=s, loss=l) for lab, ss, ls in zip(self.labels, self.steps, self.losses)
-                             for s, l in zip(ss, ls)], columns=["config", "step", "loss"])
+@patch
+def frame(self: SweepBoard) -> pd.DataFrame:
+    "The training losses seen so far: one row per (configuration, step)."
+    return pd.DataFrame([dict(config=lab, step=s, loss=l) for lab, ss, ls in zip(self.labels, self.steps, self.losses)
+                         for s, l in zip(ss, ls)], columns=["config", "step", "loss"])
 
-    def _update(self):
-        self._last_draw = time.perf_counter()
-        fig = self.figure; fig.clear(); ax = fig.add_subplot()
-        fig.subplots_adjust(left=0.1, right=0.98, bottom=0.15, top=0.95)
-        hl = self.highlight
-        for i, lab in enumerate(self.labels):
-            if not self.losses[i]: continue
-            alpha, color = (1.0 if hl is None or hl == i else 0.2), f"C{i % 10}"
-            y = _ema(self.losses[i], self.smoothing) if self.smoothing > 0 else self.losses[i]
-            ax.plot(self.steps[i], y, color=color, alpha=alpha, lw=2 if hl == i else 1.2, label=lab)
-            if self.eval_losses[i]:
-                ax.plot(self.eval_steps[i], self.eval_losses[i], "o--", color=color, alpha=alpha, ms=4)
-        seen = any(self.losses)
-        if self.log_y and seen: ax.set_yscale("log")
-        ax.set_xlabel("step"); ax.set_ylabel("training loss" + (" (eval: dots)" if any(self.eval_losses) else ""))
-        if seen and len(self.labels) <= 12: ax.legend(fontsize=7, ncol=2 if len(self.labels) > 6 else 1)
-        n = sum(map(len, self.losses))
-        self.status.value = {"waiting": "waiting for a sweep (pass this board in sweep(..., callbacks=[board]))",
-                             "running": f"running: {len(self.labels)} configurations, {n} losses so far",
-                             "done": f"done: {len(self.labels)} configurations"}[self.phase]
-        if self.results is None: self.table_html.value = ""
-        else:
-            res = self.results[[c for c in self.results.columns
-                                if not self.results[c].map(lambda v: isinstance(v, (list, tuple, dict))).any()]]
-            self.table_html.value = res.to_html(index=False, float_format="{:.4g}".format)
+# %% ../nbs/22_widgets.ipynb #6387723c
+@patch
+def _update(self: SweepBoard):
+    self._last_draw = time.perf_counter()
+    fig = self.figure; fig.clear(); ax = fig.add_subplot()
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.15, top=0.95)
+    hl = self.highlight
+    for i, lab in enumerate(self.labels):
+        if not self.losses[i]: continue
+        alpha, color = (1.0 if hl is None or hl == i else 0.2), f"C{i % 10}"
+        y = _ema(self.losses[i], self.smoothing) if self.smoothing > 0 else self.losses[i]
+        ax.plot(self.steps[i], y, color=color, alpha=alpha, lw=2 if hl == i else 1.2, label=lab)
+        if self.eval_losses[i]:
+            ax.plot(self.eval_steps[i], self.eval_losses[i], "o--", color=color, alpha=alpha, ms=4)
+    seen = any(self.losses)
+    if self.log_y and seen: ax.set_yscale("log")
+    ax.set_xlabel("step"); ax.set_ylabel("training loss" + (" (eval: dots)" if any(self.eval_losses) else ""))
+    if seen and len(self.labels) <= 12: ax.legend(fontsize=7, ncol=2 if len(self.labels) > 6 else 1)
+    n = sum(map(len, self.losses))
+    self.status.value = {"waiting": "waiting for a sweep (pass this board in sweep(..., callbacks=[board]))",
+                         "running": f"running: {len(self.labels)} configurations, {n} losses so far",
+                         "done": f"done: {len(self.labels)} configurations"}[self.phase]
+    if self.results is None: self.table_html.value = ""
+    else:
+        res = self.results[[c for c in self.results.columns
+                            if not self.results[c].map(lambda v: isinstance(v, (list, tuple, dict))).any()]]
+        self.table_html.value = res.to_html(index=False, float_format="{:.4g}".format)
