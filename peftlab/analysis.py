@@ -34,6 +34,7 @@ _LEAF_KIND = {
 }
 _ATTN_OUT_IN_CONTEXT = {"dense", "c_proj", "wo", "proj", "out"}   # the output projection, when inside attention
 
+# %% ../nbs/20_analysis.ipynb #879dbc11
 def module_kind(path: str,                      # module path, e.g. "model.layers.0.self_attn.q_proj"
                 module: Optional[nn.Module] = None,  # the module itself, when at hand (its type decides embeddings and norms)
                 heads: frozenset = frozenset()  # paths of the model's output head(s)
@@ -196,6 +197,7 @@ def _check_values(layer: AdapterLayer, adapter: str, what: str = "this analysis"
             raise ValueError(f"{what} needs values, but adapter {adapter!r} is on the meta device (a model built for "
                              f"planning). Load real weights (e.g. from_pretrained) first; param_breakdown works on meta.")
 
+# %% ../nbs/20_analysis.ipynb #078f821a
 def delta_factors(layer: AdapterLayer, adapter: str):
     "`(L, R)` with ΔW = L @ R in (out, in) orientation where the layer's method is factored; None otherwise."
     with torch.no_grad(): return layer.delta_factors(adapter)   # each method's layer says (00_core's contract)
@@ -231,6 +233,7 @@ def svd_from_factors(L: torch.Tensor,            # (m, r) left factor
     Uc, S, Vch = torch.linalg.svd(core, full_matrices=False)
     return QL @ Uc, S, Vch @ QR.T
 
+# %% ../nbs/20_analysis.ipynb #82807504
 def delta_svd(layer: AdapterLayer,             # an adapter layer (LoRA, AdaLoRA, IA³, ...)
               adapter: str,                    # which of its adapters
               compute_uv: bool = True          # also return the singular vectors
@@ -282,6 +285,7 @@ def _pick_adapter(model: nn.Module, layers, adapter: Optional[str]) -> str:
                          + (f" Did you mean {close[0]!r}?" if close else ""))
     return adapter
 
+# %% ../nbs/20_analysis.ipynb #9cc95ee0
 def delta_spectra(model: nn.Module,               # a PeftModel, tuner, or model with adapter layers
                   adapter: Optional[str] = None   # adapter name; default: the (single) active adapter
                  ) -> dict[str, torch.Tensor]:
@@ -318,6 +322,7 @@ def spectra_summary(spectra: dict,        # module -> singular values, from `del
     df["layer"] = df["layer"].astype("Int64")
     return df
 
+# %% ../nbs/20_analysis.ipynb #61d22975
 def energy_fractions(spectra: dict, k: Optional[int] = None) -> "pd.DataFrame":
     "Per module (rows): the fraction of ‖ΔW‖²_F held by the top-1, top-2, ... top-k directions (columns 1..k)."
     import pandas as pd
@@ -345,6 +350,7 @@ def _select(spectra: dict, modules) -> list[str]:
                          f"; modules look like {list(spectra)[:3]}."))
     return list(modules)
 
+# %% ../nbs/20_analysis.ipynb #572c4b90
 def plot_spectra(spectra: dict,            # module -> singular values, from `delta_spectra`
                  modules=None,             # None (all), a regex such as "q_proj", or a list of module paths
                  ax=None,                  # matplotlib axes to draw into
@@ -374,6 +380,7 @@ def plot_spectra(spectra: dict,            # module -> singular values, from `de
         sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(lo, hi)); fig.colorbar(sm, ax=ax, label="layer")
     return fig
 
+# %% ../nbs/20_analysis.ipynb #4ba055d1
 def _starred(path: str) -> list[str]:
     "The path's segments with the layer index (the first number) replaced by '*'."
     segs = path.split(".")
@@ -388,6 +395,7 @@ def _column_labels(paths: list[str]) -> list[str]:
     while all(len(p) > n + 1 for p in parts) and len({p[n] for p in parts}) == 1: n += 1
     return [".".join(p[n:]) for p in parts]
 
+# %% ../nbs/20_analysis.ipynb #910f54ca
 def plot_effective_rank(summary,                          # a `spectra_summary` table
                         value: str = "effective_rank",    # the column to show: effective_rank, energy_rank, rank, top, fro, ...
                         ax=None,                          # matplotlib axes to draw into
@@ -435,6 +443,7 @@ def _take(D: torch.Tensor, S: torch.Tensor, k: Optional[int], rtol: float = 1e-6
     if k > D.shape[1]: raise ValueError(f"k={k} directions asked for, but only {D.shape[1]} exist (the rank bound).")
     return D[:, :k]
 
+# %% ../nbs/20_analysis.ipynb #737e3e9a
 def singular_directions(x,                          # a matrix (out, in), or an adapter layer
                         adapter: Optional[str] = None,  # for a layer: which adapter (default: its single active one)
                         side: str = "input",        # "input" (right singular vectors) or "output" (left)
@@ -461,6 +470,7 @@ def singular_directions(x,                          # a matrix (out, in), or an 
         U, S, Vh = delta_svd(x, adapter)
         return _take(U if side == "output" else Vh.T, S, k)
 
+# %% ../nbs/20_analysis.ipynb #66e95144
 def _phi(Ua: torch.Tensor, Ub: torch.Tensor) -> torch.Tensor:
     "φ(i, j) for all i ≤ ka, j ≤ kb from orthonormal bases Ua (d, ka), Ub (d, kb)."
     if Ua.shape[0] != Ub.shape[0]:
@@ -471,6 +481,7 @@ def _phi(Ua: torch.Tensor, Ub: torch.Tensor) -> torch.Tensor:
     j = torch.arange(1, Ub.shape[1] + 1, dtype=torch.float64)[None, :]
     return (C / torch.minimum(i, j)).float()
 
+# %% ../nbs/20_analysis.ipynb #f8b032bf
 def subspace_similarity(a,                                # matrix, adapter layer, or model
                         b,                                # same type as `a` (may be the same model, with adapter_b)
                         module: Optional[str] = None,     # for models: one module path (default: every common module)
@@ -532,6 +543,7 @@ def _base_weight(layer: AdapterLayer) -> torch.Tensor:
 def _random_orthonormal(d: int, k: int, g: torch.Generator) -> torch.Tensor:
     return torch.linalg.qr(torch.randn(d, k, generator=g, dtype=torch.float64))[0].float()
 
+# %% ../nbs/20_analysis.ipynb #a10e79f9
 def amplification(model: nn.Module,               # a PeftModel / tuner / model with adapter layers, or one layer
                   adapter: Optional[str] = None,  # adapter name (default: the single active one)
                   k: Optional[int] = None,        # directions per module (default: the rank of ΔW, i.e. r)

@@ -35,6 +35,7 @@ def state_dict_path(path: str) -> str:
     "A module path as `state_dict()` names it: FSDP's and activation checkpointing's wrapper segments removed."
     return _WRAPPER_SEGMENTS.sub("", path).lstrip(".")
 
+# %% ../nbs/11_io.ipynb #73422cae
 def adapter_key_map(model: nn.Module, adapter_name: str = "default") -> dict[str, str]:
     "`{file key: model key}` for every tensor adapter `adapter_name` owns in `model` (bias modes excluded)."
     out = {}
@@ -77,6 +78,7 @@ def _extra_keys(model: nn.Module, config, save_embedding_layers="auto") -> list[
                 keys.append(f"{state_dict_path(path)}.base_layer.weight")
     return keys
 
+# %% ../nbs/11_io.ipynb #72ab5860
 def get_peft_model_state_dict(model: nn.Module, state_dict: Optional[dict] = None, adapter_name: str = "default",
                               save_embedding_layers="auto") -> dict[str, torch.Tensor]:
     "The tensors of `adapter_name` under PEFT's file keys (what goes into `adapter_model.safetensors`)."
@@ -93,6 +95,7 @@ class AdapterLoadResult(typing.NamedTuple):
     missing_keys: list      # model keys of adapter tensors the file did not have (left at their init)
     unexpected_keys: list   # file keys that match nothing in the model (ignored)
 
+# %% ../nbs/11_io.ipynb #465588a9
 def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: str = "default") -> AdapterLoadResult:
     "Load PEFT-format tensors into adapter `adapter_name`; returns `(missing_keys, unexpected_keys)`."
     tuner = getattr(model, "base_model", None)
@@ -157,6 +160,7 @@ def folder_lock(folder, exclusive: bool = True):
     finally:
         if fd is not None: os.close(fd)               # closing releases the lock
 
+# %% ../nbs/11_io.ipynb #559aa2cf
 def _fsync_dir(folder: Path):
     try: fd = os.open(folder, os.O_RDONLY)
     except OSError: return
@@ -185,6 +189,21 @@ def _clean_debris(folder: Path) -> list[str]:
     for n in gone: (folder / n).unlink(missing_ok=True)
     return gone
 
+# %% ../nbs/11_io.ipynb #f9ffede3
+def _write_json(obj):
+    def w(p):
+        with open(p, "w", encoding="utf-8") as f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    return w
+
+def _write_tensors(tensors: dict, safe: bool, metadata: Optional[dict] = None):
+    def w(p):
+        if safe:
+            from safetensors.torch import save_file
+            save_file(tensors, p, metadata={"format": "pt", **(metadata or {})})
+        else: torch.save(tensors, p)
+    return w
+
+# %% ../nbs/11_io.ipynb #13e9a913
 def write_adapter_files(folder, writers: dict, remove=()) -> None:
     "Replace files `{name: fn(tmp_path)}` in `folder` and delete `remove`, as one unit (see above)."
     folder = Path(folder)
@@ -207,6 +226,7 @@ def write_adapter_files(folder, writers: dict, remove=()) -> None:
             raise
         _roll_forward(folder)
 
+# %% ../nbs/11_io.ipynb #a2173dae
 def committed_file(folder, name: str) -> Path:
     "The path of `name` as the folder's last commit left it: a read-only reader of a journal-holding folder reads the temporary."
     folder = Path(folder)
@@ -229,19 +249,7 @@ def reading_folder(folder):
     settle_folder(folder)
     with folder_lock(folder, exclusive=False): yield
 
-def _write_json(obj):
-    def w(p):
-        with open(p, "w", encoding="utf-8") as f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    return w
-
-def _write_tensors(tensors: dict, safe: bool, metadata: Optional[dict] = None):
-    def w(p):
-        if safe:
-            from safetensors.torch import save_file
-            save_file(tensors, p, metadata={"format": "pt", **(metadata or {})})
-        else: torch.save(tensors, p)
-    return w
-
+# %% ../nbs/11_io.ipynb #2a552ff7
 _CONFIG_META_KEYS = ("base_model_name_or_path", "revision", "inference_mode", "peft_version", "auto_mapping")
 
 def config_fingerprint(d: dict) -> str:
@@ -271,6 +279,7 @@ def _model_card(d: dict) -> str:
     return head + f"\n# Adapter\n\nA {d.get('peft_type')} adapter in Hugging Face PEFT's format, trained with peftlab. " \
                   f"Load it with `peftlab.PeftModel.from_pretrained(base_model, path)` or PEFT's equivalent.\n"
 
+# %% ../nbs/11_io.ipynb #784e25f9
 def _check_not_partitioned(model: nn.Module, sd: dict, names: list, save_embedding_layers) -> None:
     "Refuse to save an adapter tensor that is empty where the adapter's parameter is not (DeepSpeed ZeRO-3 shards)."
     shapes = {state_dict_path(n): tuple(getattr(p, "ds_shape", p.shape)) for n, p in model.named_parameters()}
@@ -284,6 +293,7 @@ def _check_not_partitioned(model: nn.Module, sd: dict, names: list, save_embeddi
                                  f"them first, e.g. state_dict=accelerator.get_state_dict(model), or save inside "
                                  f"deepspeed.zero.GatheredParameters(model.parameters()).")
 
+# %% ../nbs/11_io.ipynb #dca78b94
 @patch
 def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bool = True,
                     selected_adapters: Optional[list[str]] = None, save_embedding_layers="auto",
@@ -343,6 +353,7 @@ def _no_adapter_here(model_id: str, why: str) -> ValueError:
     return ValueError(f"No adapter at {model_id!r}: neither a local folder nor a reachable hub repository was found "
                       f"({why}).{hint} Pass the folder save_pretrained wrote, or a hub repository id 'namespace/name'.")
 
+# %% ../nbs/11_io.ipynb #76dfdf1e
 def _local_folder(model_id: str, subfolder: Optional[str] = None) -> Optional[Path]:
     "The local folder of an adapter, or None when `model_id` is a hub id to ask; fails fast on what is neither."
     p = Path(model_id).expanduser()
@@ -367,6 +378,7 @@ def _resolve_file(model_id: str, filename: str, subfolder: Optional[str] = None,
         if "EntryNotFound" in type(e).__name__: return None        # the repository exists, the file does not
         raise _no_adapter_here(str(model_id), f"no such local folder, and the hub said {type(e).__name__}") from None
 
+# %% ../nbs/11_io.ipynb #f8643159
 def _config_dict(raw: bytes, where) -> dict:
     "Parse an adapter config file's bytes; a `ValueError` naming the file for anything that is not a PEFT config object."
     try: d = json.loads(raw.decode("utf-8"))
@@ -393,6 +405,7 @@ def _config_from_dict(d: dict, where, cls=None) -> PeftConfig:
     try: return target.from_dict(d)
     except (TypeError, ValueError) as e: raise ValueError(f"{where}: {e}") from None
 
+# %% ../nbs/11_io.ipynb #4b7f6f76
 def _read_weights(path: Path, device: str):
     "Tensors and metadata of one weights file; never unpickles."
     if path.name.endswith(".safetensors") or path.suffix == ".safetensors" or ".safetensors.tmp-" in path.name:
@@ -423,6 +436,7 @@ def _config_file(model_id: str, subfolder: Optional[str] = None, **hub_kwargs) -
                          f"point to a folder written by save_pretrained.")
     return c
 
+# %% ../nbs/11_io.ipynb #21562846
 def _read_adapter(model_id, subfolder: Optional[str] = None, device: Optional[str] = None, **hub_kwargs):
     "Config dict and tensors of ONE save, read together: `(config, tensors, config path, weights path)`."
     model_id, device = str(model_id), device or "cpu"
@@ -443,6 +457,7 @@ def _read_adapter(model_id, subfolder: Optional[str] = None, device: Optional[st
                   f"ones the weights were trained with, the outputs are wrong.")
     return d, tensors, c, w
 
+# %% ../nbs/11_io.ipynb #4da7ee31
 @patch(cls_method=True)
 def from_pretrained(cls: PeftConfig, pretrained_model_name_or_path: str, subfolder: Optional[str] = None, **kwargs):
     "Read `adapter_config.json` from a folder (or the hub) into the right config class."
@@ -453,6 +468,7 @@ def from_pretrained(cls: PeftConfig, pretrained_model_name_or_path: str, subfold
     where = Path(path).parent / CONFIG_NAME
     return _config_from_dict(_config_dict(raw, where), where, cls)
 
+# %% ../nbs/11_io.ipynb #c02cd16c
 def load_peft_weights(model_id: str, device: Optional[str] = None, subfolder: Optional[str] = None, **hub_kwargs) -> dict:
     "Adapter tensors from `adapter_model.safetensors` (preferred) or a legacy `adapter_model.bin`."
     with reading_folder(_local_folder(str(model_id), subfolder)):
@@ -526,6 +542,7 @@ def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable
         self.eval()
     return result
 
+# %% ../nbs/11_io.ipynb #10d87740
 @patch(cls_method=True)
 def from_pretrained(cls: PeftModel, model: nn.Module, model_id: str, adapter_name: str = "default",
                     is_trainable: bool = False, config: Optional[PeftConfig] = None,
@@ -592,6 +609,7 @@ class _BaseAutoPeftModel:
         return pcls.from_pretrained(base, pretrained_model_name_or_path, adapter_name=adapter_name,
                                     is_trainable=is_trainable, config=peft_config)
 
+# %% ../nbs/11_io.ipynb #500731c3
 _AUTO_CLASS_BY_TASK = {TaskType.CAUSAL_LM: "AutoModelForCausalLM", TaskType.SEQ_2_SEQ_LM: "AutoModelForSeq2SeqLM",
                        TaskType.SEQ_CLS: "AutoModelForSequenceClassification",
                        TaskType.TOKEN_CLS: "AutoModelForTokenClassification",

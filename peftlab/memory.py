@@ -13,15 +13,16 @@ import torch
 import torch.nn as nn
 from .core import AdapterLayer, BaseTuner, ModulesToSaveWrapper, output_head_names, is_linear_like, packed_weight
 
+# %% auto #0
+__all__ = ['COMPONENT_COLORS', 'known_models', 'model_config', 'meta_model', 'live_tensor_bytes', 'MemoryMeasurement',
+           'measure_memory', 'MemoryEstimate', 'plot_estimates', 'estimate_memory', 'measure_training_step']
+
+# %% ../nbs/21_memory.ipynb #3d7bb990
 def _fmt(n: float) -> str:
     "Bytes as a short human string (binary units)."
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB": return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1024
-
-# %% auto #0
-__all__ = ['COMPONENT_COLORS', 'known_models', 'model_config', 'meta_model', 'live_tensor_bytes', 'MemoryMeasurement',
-           'measure_memory', 'MemoryEstimate', 'plot_estimates', 'estimate_memory', 'measure_training_step']
 
 # %% ../nbs/21_memory.ipynb #dc6f989f
 def _config_files() -> dict:
@@ -32,6 +33,7 @@ def known_models() -> list[str]:
     "Names of the model configs shipped with peftlab, for `meta_model` and `estimate_memory`."
     return sorted(_config_files())
 
+# %% ../nbs/21_memory.ipynb #aa489eaa
 def model_config(name_or_config):
     "A transformers config from a shipped name (`'llama-2-7b'`), a config dict or object, or a hub id / local path."
     import transformers
@@ -58,6 +60,7 @@ def model_config(name_or_config):
     if name: cfg._name_or_path = name
     return cfg
 
+# %% ../nbs/21_memory.ipynb #2a568aae
 def meta_model(name_or_config, dtype="auto", **kwargs) -> nn.Module:
     "The transformers model of `name_or_config` on the meta device (dtype 'auto': the config's `torch_dtype`, else float32)."
     import transformers
@@ -88,6 +91,7 @@ def live_tensor_bytes(device: str = "cpu") -> int:
             if o.is_leaf and o.requires_grad: add(o.grad)
     return sum(seen.values())
 
+# %% ../nbs/21_memory.ipynb #b718ac2e
 def _profiled_allocations(prof, device: str) -> list[tuple[int, int]]:
     "(time_ns, bytes) of every allocation (+) and free (-) the profiler recorded on `device`."
     try:
@@ -104,6 +108,7 @@ def _profiled_allocations(prof, device: str) -> list[tuple[int, int]]:
         stack.extend(e.children)
     return sorted(out, key=lambda t: t[0])
 
+# %% ../nbs/21_memory.ipynb #bf045bfb
 @dataclass
 class MemoryMeasurement:
     "The result of `measure_memory`: peak bytes held by tensors while `fn` ran, and what `fn` returned."
@@ -117,6 +122,7 @@ class MemoryMeasurement:
         return (f"MemoryMeasurement(peak={_fmt(self.peak_bytes)}, baseline={_fmt(self.baseline_bytes)}, "
                 f"increase={_fmt(self.increase_bytes)}, device={self.device!r})")
 
+# %% ../nbs/21_memory.ipynb #653d4773
 def measure_memory(fn: Callable, *args, device: Optional[str] = None, **kwargs) -> MemoryMeasurement:
     "Run `fn(*args, **kwargs)` and measure the peak bytes held by tensors on `device` (default: cuda if available, else cpu)."
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -162,6 +168,7 @@ class _FlashLikeSDPA(torch.autograd.Function):
         q, k, v = ctx.saved_tensors[:3]
         return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), None
 
+# %% ../nbs/21_memory.ipynb #800c41f5
 _SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 
 def _fused_sdpa(device: str, q, k, v, attn_mask, dropout_p, enable_gqa) -> bool:
@@ -171,6 +178,7 @@ def _fused_sdpa(device: str, q, k, v, attn_mask, dropout_p, enable_gqa) -> bool:
     # CUDA: flash (half precision) or memory-efficient (any float, masks, dropout); the latter has no GQA
     return q.dtype in (torch.float16, torch.bfloat16) or not (enable_gqa and k.shape[-3] != q.shape[-3])
 
+# %% ../nbs/21_memory.ipynb #be69a26f
 class _SDPAStandIn(torch.overrides.TorchFunctionMode):
     "During a trace: SDPA saves what the target device's kernel saves; note in which segment each storage was created."
     def __init__(self, state: dict, device: str = "cuda"):
@@ -211,6 +219,7 @@ def _adapter_param_ids(model: nn.Module) -> set[int]:
             for _, mod in m.extra_adapter_modules().values(): ids |= {id(p) for p in mod.parameters()}
     return ids
 
+# %% ../nbs/21_memory.ipynb #e7871d06
 def _meta_twin(model: nn.Module, dtype=None) -> tuple[nn.Module, dict]:
     "A meta-device deep copy of `model` (no storage copied) and {module path: quantization} of its packed layers."
     memo = {}
@@ -244,8 +253,6 @@ def _meta_twin(model: nn.Module, dtype=None) -> tuple[nn.Module, dict]:
         setattr(twin.get_submodule(parent) if parent else twin, name, lin)
     return twin, quant
 
-
-
 # %% ../nbs/21_memory.ipynb #b3d9d802
 def _layer_stacks(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
     "(path, ModuleList) of every stack of repeated layers, outermost first."
@@ -270,6 +277,7 @@ def _signature(layer: nn.Module) -> tuple:
     ps = tuple((n, tuple(p.shape), p.dtype, p.requires_grad) for n, p in layer.named_parameters())
     return mods, ps
 
+# %% ../nbs/21_memory.ipynb #e4bd8fea
 def _task_inputs(model: nn.Module, B: int, T: int, Td: Optional[int]) -> dict:
     "Meta inputs with labels, so the forward computes the loss as in training."
     base = model
@@ -290,6 +298,7 @@ class _Trace:
     segs: list           # trace segment of each ('pre', ('layer', r), ('between', s), 'post')
     inputs: dict         # ('layer', r) -> bytes of the hidden state entering that layer
 
+# %% ../nbs/21_memory.ipynb #210cd475
 def _run_trace(model: nn.Module, reps: list, B: int, T: int, Td: Optional[int], device: str = "cuda") -> _Trace:
     "Forward `model` (meta) once and record every tensor autograd saves, by segment."
     skip = {t.untyped_storage()._cdata for t in itertools.chain(model.parameters(), model.buffers())}
@@ -353,6 +362,7 @@ class _Analysis:
     virtual_tokens: int
     seconds: float
 
+# %% ../nbs/21_memory.ipynb #e1342b6f
 def _representatives(stacks) -> tuple[list, list]:
     "One layer per distinct signature in each stack, in order; and, per original layer, its representative index."
     reps, full = [], []
@@ -398,9 +408,9 @@ def _fit(traces: dict, lens_points: list) -> tuple:
     c0 = np.linalg.solve(V, f1 - b1 * (f2 - f1) / (b2 - b1)).T
     return c0, c1
 
-def _analyse(model: nn.Module, peft_config=None, dtype=None, device: str = "cuda") -> _Analysis:
-    "Trace and count `model` (wrapped with `peft_config` if given) once; everything per batch/length is arithmetic."
-    t0 = time.perf_counter()
+# %% ../nbs/21_memory.ipynb #c179ef4d
+def _traced_twin(model: nn.Module, peft_config=None, dtype=None) -> tuple:
+    "The twin `_analyse` traces (wrapped with `peft_config`, training mode, checkpointing off) and its transformers model."
     twin, quant = _meta_twin(model, dtype)
     if peft_config is not None:
         from peftlab.model import get_peft_model
@@ -414,11 +424,12 @@ def _analyse(model: nn.Module, peft_config=None, dtype=None, device: str = "cuda
     if hasattr(base, "enable_input_require_grads"):
         try: base.enable_input_require_grads()
         except (NotImplementedError, AttributeError): pass
-    enc_dec = bool(getattr(getattr(base, "config", None), "is_encoder_decoder", False))
-    stacks = _layer_stacks(twin)
-    reps, full_rep = _representatives(stacks)
+    return twin, base
+
+# %% ../nbs/21_memory.ipynb #10b3176b
+def _trace_points(twin: nn.Module, stacks, reps, points, enc_dec: bool, device: str) -> tuple:
+    "Trace the representatives at every fitting point: {(B, lens): saved sizes + layer inputs}, and the tensors' segments."
     rep_layers = [(r[0], r[1], r[2]) for r in reps]
-    points = _T_POINTS[2 if enc_dec else 1]
     traces, struct = {}, None
     with _truncated(stacks, reps):
         for B in _B_POINTS:
@@ -429,17 +440,11 @@ def _analyse(model: nn.Module, peft_config=None, dtype=None, device: str = "cuda
                     raise RuntimeError("The saved tensors of this model change with the batch size or length in a way "
                                        "the estimator cannot fit (different tensors at different sizes).")
                 traces[(B, p)] = tr.sizes + [tr.inputs.get(("layer", r), 0) for r in range(len(reps))]
-    c0, c1 = _fit(traces, points)
-    n_t = len(struct)
-    # trace segments: 'pre', ('layer', r)..., ('between', r), 'post'
-    tkeys = ["pre"] + [("layer", r) for r in range(len(reps))] + \
-            [("between", r) for r in range(len(reps)) if reps[r][2]] + ["post"]
-    tindex = {k: i for i, k in enumerate(tkeys)}
-    tensor_seg = np.array([tindex[s] for s in struct], dtype=np.int64)
-    x0 = np.zeros((len(tkeys), c0.shape[1])); x1 = np.zeros_like(x0)
-    for r in range(len(reps)):
-        x0[tindex[("layer", r)]], x1[tindex[("layer", r)]] = c0[n_t + r], c1[n_t + r]
-    # full segments in execution order
+    return traces, struct
+
+# %% ../nbs/21_memory.ipynb #fbea5d9b
+def _execution_segments(stacks, reps, full_rep, tindex) -> tuple:
+    "Every segment in execution order (kind, trace segment, label), and {id(parameter): segment} of the layers' parameters."
     seg_kind, seg_rep, seg_label, seg_of_param = ["pre"], [tindex["pre"]], ["embeddings"], {}
     k = 0
     for s, (path, layers) in enumerate(stacks):
@@ -454,7 +459,11 @@ def _analyse(model: nn.Module, peft_config=None, dtype=None, device: str = "cuda
         if s < len(stacks) - 1:
             seg_kind.append("between"); seg_rep.append(tindex[("between", last)]); seg_label.append(f"after {short}")
     seg_kind.append("post"); seg_rep.append(tindex["post"]); seg_label.append("loss and head")
-    # parameters
+    return seg_kind, seg_rep, seg_label, seg_of_param
+
+# %% ../nbs/21_memory.ipynb #73c60eed
+def _param_records(twin: nn.Module, base: nn.Module, seg_kind: list, seg_of_param: dict) -> list:
+    "One record per parameter of the twin: name, numel, dtype, trainable, adapter, quantizable, packed, segment."
     pre_ids = set()
     try: pre_ids |= {id(p) for p in base.get_input_embeddings().parameters()}
     except Exception: pass
@@ -479,6 +488,32 @@ def _analyse(model: nn.Module, peft_config=None, dtype=None, device: str = "cuda
         params.append(dict(name=name, numel=p.numel(), dtype=p.dtype, trainable=p.requires_grad,
                            adapter=id(p) in adapters, quantizable=quantizable, packed=packed, seg=seg,
                            out_features=tuple(p.shape)[0] if p.dim() else 1))
+    return params
+
+# %% ../nbs/21_memory.ipynb #4bf53bf1
+def _analyse(model: nn.Module, peft_config=None, dtype=None, device: str = "cuda") -> _Analysis:
+    "Trace and count `model` (wrapped with `peft_config` if given) once; everything per batch/length is arithmetic."
+    t0 = time.perf_counter()
+    twin, base = _traced_twin(model, peft_config, dtype)
+    enc_dec = bool(getattr(getattr(base, "config", None), "is_encoder_decoder", False))
+    stacks = _layer_stacks(twin)
+    reps, full_rep = _representatives(stacks)
+    points = _T_POINTS[2 if enc_dec else 1]
+    traces, struct = _trace_points(twin, stacks, reps, points, enc_dec, device)
+    c0, c1 = _fit(traces, points)
+    n_t = len(struct)
+    # trace segments: 'pre', ('layer', r)..., ('between', r), 'post'
+    tkeys = ["pre"] + [("layer", r) for r in range(len(reps))] + \
+            [("between", r) for r in range(len(reps)) if reps[r][2]] + ["post"]
+    tindex = {k: i for i, k in enumerate(tkeys)}
+    tensor_seg = np.array([tindex[s] for s in struct], dtype=np.int64)
+    x0 = np.zeros((len(tkeys), c0.shape[1])); x1 = np.zeros_like(x0)
+    for r in range(len(reps)):
+        x0[tindex[("layer", r)]], x1[tindex[("layer", r)]] = c0[n_t + r], c1[n_t + r]
+    # full segments in execution order
+    seg_kind, seg_rep, seg_label, seg_of_param = _execution_segments(stacks, reps, full_rep, tindex)
+    # parameters
+    params = _param_records(twin, base, seg_kind, seg_of_param)
     buffers = sum(b.numel() * b.element_size() for b in twin.buffers())
     vt = 0
     for c in (getattr(twin, "peft_config", None) or {}).values():
@@ -551,6 +586,7 @@ class MemoryEstimate:
         parts = " · ".join(f"{k} {_fmt(v)}" for k, v in self.breakdown.items())
         return f"MemoryEstimate({_fmt(self.total_bytes)} at the peak, {self.peak_phase}: {parts})"
 
+# %% ../nbs/21_memory.ipynb #80c9c31d
 COMPONENT_COLORS = {"weights": "#4C72B0", "adapter": "#DD8452", "gradients": "#55A868", "optimizer": "#C44E52",
                     "activations": "#8172B3", "transient": "#937860"}
 
@@ -584,6 +620,7 @@ def _as_dtype(dtype):
     if str(dtype).replace("torch.", "") in _DTYPES: return _DTYPES[str(dtype).replace("torch.", "")]
     raise ValueError(f"dtype={dtype!r} is not a floating dtype peftlab plans for; use one of {sorted(_DTYPES)} or a torch.dtype.")
 
+# %% ../nbs/21_memory.ipynb #267e1d12
 def _config_key(peft_config) -> Optional[str]:
     if peft_config is None: return None
     return type(peft_config).__name__ + json.dumps(peft_config.to_dict(), sort_keys=True, default=str)
@@ -606,6 +643,7 @@ def _cached_analysis(model: nn.Module, peft_config, dtype, device: str, build=No
         per_model[key] = build() if build else _analyse(model, copy.deepcopy(peft_config), dtype, device)
     return per_model[key]
 
+# %% ../nbs/21_memory.ipynb #d56a6a03
 _R_PAIR = (2, 3)
 
 
@@ -622,6 +660,7 @@ def _interpolate_rank(a: _Analysis, b: _Analysis, r: int) -> Optional[_Analysis]
     return dataclasses.replace(a, c0=lerp(a.c0, b.c0), c1=lerp(a.c1, b.c1), x0=lerp(a.x0, b.x0), x1=lerp(a.x1, b.x1),
                                params=params, seconds=a.seconds + b.seconds)
 
+# %% ../nbs/21_memory.ipynb #18a16b7f
 def _analysis_for(model: nn.Module, peft_config, dtype, device: str = "cuda") -> _Analysis:
     "The cached analysis; for a config whose sizes are affine in a rank, one pair of traces (ranks 2, 3) serves every rank."
     mkey = _model_key(model)
@@ -634,6 +673,7 @@ def _analysis_for(model: nn.Module, peft_config, dtype, device: str = "cuda") ->
         return _cached_analysis(model, peft_config.with_rank(r), dtype, device, build=build, mkey=mkey)
     return _cached_analysis(model, peft_config, dtype, device, mkey=mkey)
 
+# %% ../nbs/21_memory.ipynb #d7bae33e
 def _is_checkpointing(model) -> bool:
     for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
         try:
@@ -643,23 +683,17 @@ def _is_checkpointing(model) -> bool:
         except Exception: continue
     return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
 
-# %% ../nbs/21_memory.ipynb #c8f63625
-def estimate_memory(model, peft_config=None, *,
-                    batch_size: int = 1,                 # sequences per step
-                    seq_len: int = 512,                  # tokens per sequence (the encoder's, for encoder-decoders)
-                    target_len: Optional[int] = None,    # decoder tokens of an encoder-decoder (default: seq_len)
-                    dtype=None,                          # base weights/activations dtype (default: as the model is)
-                    quantization: Optional[str] = None,  # None, '8bit' or '4bit' (bitsandbytes) base linear layers
-                    double_quant: bool = False,          # 4-bit: also quantize the block scales (QLoRA's setting)
-                    optimizer: str = "adamw",            # 'adamw', 'sgd', 'sgd_momentum' or 'adamw_8bit'
-                    gradient_checkpointing: Optional[bool] = None,  # default: as the model is set
-                    device: str = "cuda",                # 'cuda' or 'cpu': what the step runs on (optimizer temporaries)
-                    ) -> MemoryEstimate:
-    "Estimate the peak memory of one training step of `model` (+ `peft_config`), with a per-component breakdown."
+# %% ../nbs/21_memory.ipynb #dede5184
+def _named_model(model):
+    "A model given as a shipped name, config dict or config object: its meta model (built once); any other model as it is."
     if isinstance(model, (str, dict)) or type(model).__name__.endswith("Config"):
         key = json.dumps(model, sort_keys=True) if isinstance(model, dict) else str(model) if isinstance(model, str) else id(model)
         if key not in _NAMED: _NAMED[key] = meta_model(model)
         model = _NAMED[key]
+    return model
+
+def _check_plan(model, peft_config, batch_size, seq_len, dtype, quantization, optimizer, device):
+    "Check the arguments of `estimate_memory`; returns `dtype` as a torch dtype."
     from peftlab.model import PeftModel
     if isinstance(model, PeftModel) and peft_config is not None:
         raise ValueError("model is already a PeftModel: pass peft_config=None to estimate it as it is, or pass the "
@@ -676,13 +710,11 @@ def estimate_memory(model, peft_config=None, *,
     if peft_config is None and not any(p.requires_grad for p in model.parameters()):
         raise ValueError("Nothing in this model trains (no parameter requires grad): estimate_memory plans a training "
                          "step. Pass a peft_config, or unfreeze what should train.")
-    gcp = _is_checkpointing(model) if gradient_checkpointing is None else bool(gradient_checkpointing)
-    an = _analysis_for(model, peft_config, dtype, device)
-    lens = (seq_len, target_len or seq_len) if an.enc_dec else (seq_len,)
-    S, M, X, R = _segments(an, batch_size, lens)
-    kinds = np.array(an.seg_kind); is_layer = kinds == "layer"
-    n = len(kinds)
-    # parameters: weights (quantized or not), adapters, gradients per segment, optimizer states
+    return dtype
+
+# %% ../nbs/21_memory.ipynb #26310c0c
+def _parameter_bytes(an: _Analysis, quantization, double_quant: bool, optimizer: str, device: str, n: int) -> tuple:
+    "Weights, adapter and optimizer bytes and the parameter counts; per segment: gradient bytes and largest dequantized weight."
     weights, adapter, opt_states, n_train, n_all = an.buffers_bytes, 0, 0, 0, 0
     grads, deq = np.zeros(n), np.zeros(n)
     by_dtype: dict = {}
@@ -711,13 +743,45 @@ def estimate_memory(model, peft_config=None, *,
     if n_train == 0:
         raise ValueError("Nothing in this model trains (no parameter requires grad): estimate_memory plans a training "
                          "step. Pass a peft_config, or unfreeze what should train.")
-    G = grads.sum()
-    # the backward, segment by segment
+    return weights, adapter, opt_states, n_train, n_all, grads, deq, by_dtype, max_train
+
+# %% ../nbs/21_memory.ipynb #e5baaaa1
+def _backward_memory(S, M, X, R, is_layer, deq, grads, gcp: bool) -> tuple:
+    "Per segment: bytes held after the forward, the transient, saved bytes before it, gradient bytes after it, and the total."
     held = np.where(is_layer, X, S) if gcp else S
     transient = np.where(is_layer, np.maximum(R - S, M + deq) + X, R - S)
     before = np.concatenate([[0.0], np.cumsum(held)[:-1]])
     after = np.concatenate([np.cumsum(grads[::-1])[::-1][1:], [0.0]])
     mem = before + S + after + transient
+    return held, transient, before, after, mem
+
+# %% ../nbs/21_memory.ipynb #c8f63625
+def estimate_memory(model, peft_config=None, *,
+                    batch_size: int = 1,                 # sequences per step
+                    seq_len: int = 512,                  # tokens per sequence (the encoder's, for encoder-decoders)
+                    target_len: Optional[int] = None,    # decoder tokens of an encoder-decoder (default: seq_len)
+                    dtype=None,                          # base weights/activations dtype (default: as the model is)
+                    quantization: Optional[str] = None,  # None, '8bit' or '4bit' (bitsandbytes) base linear layers
+                    double_quant: bool = False,          # 4-bit: also quantize the block scales (QLoRA's setting)
+                    optimizer: str = "adamw",            # 'adamw', 'sgd', 'sgd_momentum' or 'adamw_8bit'
+                    gradient_checkpointing: Optional[bool] = None,  # default: as the model is set
+                    device: str = "cuda",                # 'cuda' or 'cpu': what the step runs on (optimizer temporaries)
+                    ) -> MemoryEstimate:
+    "Estimate the peak memory of one training step of `model` (+ `peft_config`), with a per-component breakdown."
+    model = _named_model(model)
+    dtype = _check_plan(model, peft_config, batch_size, seq_len, dtype, quantization, optimizer, device)
+    gcp = _is_checkpointing(model) if gradient_checkpointing is None else bool(gradient_checkpointing)
+    an = _analysis_for(model, peft_config, dtype, device)
+    lens = (seq_len, target_len or seq_len) if an.enc_dec else (seq_len,)
+    S, M, X, R = _segments(an, batch_size, lens)
+    kinds = np.array(an.seg_kind); is_layer = kinds == "layer"
+    n = len(kinds)
+    # parameters: weights (quantized or not), adapters, gradients per segment, optimizer states
+    weights, adapter, opt_states, n_train, n_all, grads, deq, by_dtype, max_train = \
+        _parameter_bytes(an, quantization, double_quant, optimizer, device, n)
+    G = grads.sum()
+    # the backward, segment by segment
+    held, transient, before, after, mem = _backward_memory(S, M, X, R, is_layer, deq, grads, gcp)
     j = int(np.argmax(mem))
     if optimizer in ("adamw", "adam"): opt_tmp = G if device == "cuda" else 2 * max_train
     else: opt_tmp = 0
@@ -764,6 +828,7 @@ def _real_batch(model, batch_size: int, seq_len: int, target_len: Optional[int],
     else: kw["labels"] = ids
     return kw
 
+# %% ../nbs/21_memory.ipynb #156ef4e6
 def measure_training_step(model: nn.Module, *, batch_size: int = 1, seq_len: int = 512, target_len: Optional[int] = None,
                           optimizer: str = "adamw", gradient_checkpointing: Optional[bool] = None,
                           device: Optional[str] = None, seed: int = 0) -> MemoryMeasurement:
