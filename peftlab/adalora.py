@@ -29,6 +29,7 @@ ADALORA_TARGET_MODULES = {
     "qwen2": ["q_proj", "v_proj"], "qwen3": ["q_proj", "v_proj"], "mistral": ["q_proj", "v_proj"],
 }
 
+# %% ../nbs/03_adalora.ipynb #b4727584
 @dataclass
 class AdaLoraConfig(LoraConfig):
     "Configuration of an AdaLoRA adapter (Hugging Face PEFT's fields and defaults)."
@@ -99,18 +100,21 @@ class AdaLoraLayer(AdapterLayer):
                 self.lora_A[adapter_name].normal_(0, 0.02); self.lora_B[adapter_name].normal_(0, 0.02)
         if not self._active_adapters: self._active_adapters = [adapter_name]
 
-    def delta_weight(self, adapter: str) -> torch.Tensor:
-        A, E, B = self.lora_A[adapter], self.lora_E[adapter], self.lora_B[adapter]
-        dw = B @ (A * E) * (self.scaling[adapter] / (self.ranknum[adapter] + 1e-5))   # (out, in)
-        return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
-
-    def delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        "`s/r₀ · dropout(x) (PΛQ)ᵀ`, in the adapter's dtype (the forward is `AdapterLayer`'s)."
-        A, E, B = self.lora_A[a], self.lora_E[a], self.lora_B[a]
-        x = x if x.dtype == A.dtype else x.to(A.dtype)
-        return (self.lora_dropout[a](x) @ (A * E).T @ B.T) * (self.scaling[a] / (self.ranknum[a] + 1e-5))
-
     def __repr__(self): return "adalora." + super().__repr__()
+
+# %% ../nbs/03_adalora.ipynb #e18eb3ce
+@patch
+def delta_weight(self: AdaLoraLayer, adapter: str) -> torch.Tensor:
+    A, E, B = self.lora_A[adapter], self.lora_E[adapter], self.lora_B[adapter]
+    dw = B @ (A * E) * (self.scaling[adapter] / (self.ranknum[adapter] + 1e-5))   # (out, in)
+    return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
+
+@patch
+def delta(self: AdaLoraLayer, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    "`s/r₀ · dropout(x) (PΛQ)ᵀ`, in the adapter's dtype (the forward is `AdapterLayer`'s)."
+    A, E, B = self.lora_A[a], self.lora_E[a], self.lora_B[a]
+    x = x if x.dtype == A.dtype else x.to(A.dtype)
+    return (self.lora_dropout[a](x) @ (A * E).T @ B.T) * (self.scaling[a] / (self.ranknum[a] + 1e-5))
 
 # %% ../nbs/03_adalora.ipynb #ef066346
 class RankAllocator:
@@ -140,58 +144,67 @@ class RankAllocator:
         for key, m in self.layers.items():
             yield key, {"A": m.lora_A[a], "E": m.lora_E[a], "B": m.lora_B[a]}
 
-    @torch.no_grad()
-    def update_ipt(self):
-        "Update the smoothed sensitivity and uncertainty of every entry from the current gradients."
-        b1, b2 = self.config.beta1, self.config.beta2
-        for key, ps in self._params():
-            for k, p in ps.items():
-                if p.grad is None: continue
-                n = (key, k)
-                ipt = (p * p.grad).abs()
-                if n not in self.exp_avg_ipt:
-                    self.exp_avg_ipt[n] = torch.zeros_like(p); self.exp_avg_unc[n] = torch.zeros_like(p)
-                self.ipt[n] = ipt
-                self.exp_avg_ipt[n].mul_(b1).add_((1 - b1) * ipt)
-                self.exp_avg_unc[n].mul_(b2).add_((1 - b2) * (ipt - self.exp_avg_ipt[n]).abs())
+# %% ../nbs/03_adalora.ipynb #c146b950
+@patch_to(RankAllocator)
+@torch.no_grad()
+def update_ipt(self):
+    "Update the smoothed sensitivity and uncertainty of every entry from the current gradients."
+    b1, b2 = self.config.beta1, self.config.beta2
+    for key, ps in self._params():
+        for k, p in ps.items():
+            if p.grad is None: continue
+            n = (key, k)
+            ipt = (p * p.grad).abs()
+            if n not in self.exp_avg_ipt:
+                self.exp_avg_ipt[n] = torch.zeros_like(p); self.exp_avg_unc[n] = torch.zeros_like(p)
+            self.ipt[n] = ipt
+            self.exp_avg_ipt[n].mul_(b1).add_((1 - b1) * ipt)
+            self.exp_avg_unc[n].mul_(b2).add_((1 - b2) * (ipt - self.exp_avg_ipt[n]).abs())
 
-    def triplet_scores(self) -> dict[str, torch.Tensor]:
-        "Score of every (λᵢ, Qᵢ, Pᵢ) triplet per module: s(λᵢ) + mean s(Qᵢ·) + mean s(P·ᵢ)."
-        out = {}
-        for key, ps in self._params():
-            s = lambda k: self.exp_avg_ipt[(key, k)] * self.exp_avg_unc[(key, k)] if (key, k) in self.exp_avg_ipt \
-                else torch.zeros_like(ps[k])
-            out[key] = s("E").view(-1) + s("A").mean(dim=1) + s("B").mean(dim=0)
-        return out
+# %% ../nbs/03_adalora.ipynb #c035f53b
+@patch
+def triplet_scores(self: RankAllocator) -> dict[str, torch.Tensor]:
+    "Score of every (λᵢ, Qᵢ, Pᵢ) triplet per module: s(λᵢ) + mean s(Qᵢ·) + mean s(P·ᵢ)."
+    out = {}
+    for key, ps in self._params():
+        s = lambda k: self.exp_avg_ipt[(key, k)] * self.exp_avg_unc[(key, k)] if (key, k) in self.exp_avg_ipt \
+            else torch.zeros_like(ps[k])
+        out[key] = s("E").view(-1) + s("A").mean(dim=1) + s("B").mean(dim=0)
+    return out
 
-    @torch.no_grad()
-    def mask_to_budget(self, budget: int) -> dict[str, list[bool]]:
-        "Zero every λ outside the `budget` best-scored triplets; returns the keep-masks."
-        scores = self.triplet_scores()
-        keys = list(scores); flat = torch.cat([scores[k] for k in keys])
-        keep = torch.zeros_like(flat, dtype=torch.bool)
-        keep[torch.topk(flat, k=min(max(budget, 0), flat.numel())).indices] = True
-        pattern, i = {}, 0
-        for key in keys:
-            n = scores[key].numel(); mask = keep[i:i + n]; i += n
-            self.layers[key].lora_E[self.adapter_name].masked_fill_(~mask.view(-1, 1), 0.0)
-            pattern[key] = mask.tolist()
-        return pattern
+# %% ../nbs/03_adalora.ipynb #32f0af59
+@patch_to(RankAllocator)
+@torch.no_grad()
+def mask_to_budget(self, budget: int) -> dict[str, list[bool]]:
+    "Zero every λ outside the `budget` best-scored triplets; returns the keep-masks."
+    scores = self.triplet_scores()
+    keys = list(scores); flat = torch.cat([scores[k] for k in keys])
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    keep[torch.topk(flat, k=min(max(budget, 0), flat.numel())).indices] = True
+    pattern, i = {}, 0
+    for key in keys:
+        n = scores[key].numel(); mask = keep[i:i + n]; i += n
+        self.layers[key].lora_E[self.adapter_name].masked_fill_(~mask.view(-1, 1), 0.0)
+        pattern[key] = mask.tolist()
+    return pattern
 
-    @torch.no_grad()
-    def mask_using_rank_pattern(self, rank_pattern: dict):
-        "Re-apply fixed keep-masks (after the schedule ended)."
-        for key, m in self.layers.items():
-            mask = rank_pattern.get(key, rank_pattern.get(key.replace(f".{self.adapter_name}", "")))
-            if mask is None: continue
-            keep = torch.tensor(mask, dtype=torch.bool, device=m.lora_E[self.adapter_name].device)
-            m.lora_E[self.adapter_name].masked_fill_(~keep.view(-1, 1), 0.0)
+@patch_to(RankAllocator)
+@torch.no_grad()
+def mask_using_rank_pattern(self, rank_pattern: dict):
+    "Re-apply fixed keep-masks (after the schedule ended)."
+    for key, m in self.layers.items():
+        mask = rank_pattern.get(key, rank_pattern.get(key.replace(f".{self.adapter_name}", "")))
+        if mask is None: continue
+        keep = torch.tensor(mask, dtype=torch.bool, device=m.lora_E[self.adapter_name].device)
+        m.lora_E[self.adapter_name].masked_fill_(~keep.view(-1, 1), 0.0)
 
-    def record(self, step: int, budget: int):
-        "Append the current kept ranks per module to `history`."
-        a = self.adapter_name
-        ranks = {k.replace(f".lora_E.{a}", ""): int((m.lora_E[a] != 0).sum()) for k, m in self.layers.items()}
-        self.history.append({"step": step, "budget": budget, **ranks})
+# %% ../nbs/03_adalora.ipynb #84d088d7
+@patch
+def record(self: RankAllocator, step: int, budget: int):
+    "Append the current kept ranks per module to `history`."
+    a = self.adapter_name
+    ranks = {k.replace(f".lora_E.{a}", ""): int((m.lora_E[a] != 0).sum()) for k, m in self.layers.items()}
+    self.history.append({"step": step, "budget": budget, **ranks})
 
 # %% ../nbs/03_adalora.ipynb #c4f594da
 class AdaLoraModel(BaseTuner):
@@ -219,15 +232,6 @@ class AdaLoraModel(BaseTuner):
         return dict(r=config.init_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                     init_lora_weights=config.init_lora_weights)
 
-    def orth_regularizer(self) -> torch.Tensor:
-        "Mean over all P and Q of ‖PᵀP − I‖_F and ‖QQᵀ − I‖_F for the trainable adapter."
-        a, terms = self.trainable_adapter_name, []
-        for m in self.model.modules():
-            if isinstance(m, AdaLoraLayer) and a in m.lora_A:
-                for cov in (m.lora_A[a] @ m.lora_A[a].T, m.lora_B[a].T @ m.lora_B[a]):
-                    terms.append(torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], device=cov.device, dtype=cov.dtype)))
-        return torch.stack(terms).mean() if terms else torch.zeros(())
-
     def forward(self, *args, **kwargs):
         out = self.model.forward(*args, **kwargs)
         loss = getattr(out, "loss", None)
@@ -236,53 +240,73 @@ class AdaLoraModel(BaseTuner):
             if w > 0: out.loss = loss + w * self.orth_regularizer()
         return out
 
-    def update_and_allocate(self, global_step: int):
-        "Update importance and prune to the scheduled budget (call after backward, before zero_grad)."
-        if self.rankallocator is None:
-            raise ValueError("This AdaLoRA model has no trainable adapter (loaded for inference); nothing to allocate.")
-        cfg, ra = self.peft_config[self.trainable_adapter_name], self.rankallocator
-        end = cfg.total_step - cfg.tfinal
-        budget, mask_now = ra.budget_schedule(global_step)
-        if global_step < end:
-            ra.update_ipt()
-            if mask_now: cfg.rank_pattern = ra.mask_to_budget(budget)
-        elif global_step == end:
-            cfg.rank_pattern = ra.mask_to_budget(budget)
-            ra.reset_ipt()
-        else:
-            ra.mask_using_rank_pattern(cfg.rank_pattern)
-        ra.record(global_step, budget)
+# %% ../nbs/03_adalora.ipynb #e3d979bf
+@patch
+def orth_regularizer(self: AdaLoraModel) -> torch.Tensor:
+    "Mean over all P and Q of ‖PᵀP − I‖_F and ‖QQᵀ − I‖_F for the trainable adapter."
+    a, terms = self.trainable_adapter_name, []
+    for m in self.model.modules():
+        if isinstance(m, AdaLoraLayer) and a in m.lora_A:
+            for cov in (m.lora_A[a] @ m.lora_A[a].T, m.lora_B[a].T @ m.lora_B[a]):
+                terms.append(torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], device=cov.device, dtype=cov.dtype)))
+    return torch.stack(terms).mean() if terms else torch.zeros(())
 
-    # --- checkpoints: slice to the kept ranks, write masks without the adapter name -------------
-    def _masks(self, adapter_name):
-        rp = self.peft_config[adapter_name].rank_pattern or {}
-        return {k.replace(f".{adapter_name}", ""): v for k, v in rp.items()}
+# %% ../nbs/03_adalora.ipynb #9625aa31
+@patch
+def update_and_allocate(self: AdaLoraModel, global_step: int):
+    "Update importance and prune to the scheduled budget (call after backward, before zero_grad)."
+    if self.rankallocator is None:
+        raise ValueError("This AdaLoRA model has no trainable adapter (loaded for inference); nothing to allocate.")
+    cfg, ra = self.peft_config[self.trainable_adapter_name], self.rankallocator
+    end = cfg.total_step - cfg.tfinal
+    budget, mask_now = ra.budget_schedule(global_step)
+    if global_step < end:
+        ra.update_ipt()
+        if mask_now: cfg.rank_pattern = ra.mask_to_budget(budget)
+    elif global_step == end:
+        cfg.rank_pattern = ra.mask_to_budget(budget)
+        ra.reset_ipt()
+    else:
+        ra.mask_using_rank_pattern(cfg.rank_pattern)
+    ra.record(global_step, budget)
 
-    def config_to_save(self, d, adapter_name):
-        if d.get("rank_pattern"): d["rank_pattern"] = self._masks(adapter_name)
-        return d
+# %% ../nbs/03_adalora.ipynb #ed3ce409
+# --- checkpoints: slice to the kept ranks, write masks without the adapter name -------------
+@patch
+def _masks(self: AdaLoraModel, adapter_name):
+    rp = self.peft_config[adapter_name].rank_pattern or {}
+    return {k.replace(f".{adapter_name}", ""): v for k, v in rp.items()}
 
-    def adapter_state_to_save(self, state, adapter_name):
-        for key, mask in self._masks(adapter_name).items():
-            path = "base_model.model." + key[: -len(".lora_E")]
-            idx = torch.tensor(mask, dtype=torch.bool)
-            for part in ("lora_A", "lora_E"):
-                k = f"{path}.{part}"
-                if k in state and state[k].shape[0] == idx.numel(): state[k] = state[k][idx]
-            k = f"{path}.lora_B"
-            if k in state and state[k].shape[1] == idx.numel(): state[k] = state[k][:, idx]
-        return state
+@patch
+def config_to_save(self: AdaLoraModel, d, adapter_name):
+    if d.get("rank_pattern"): d["rank_pattern"] = self._masks(adapter_name)
+    return d
 
-    def prepare_to_load(self, adapter_name):
-        cfg = self.peft_config[adapter_name]
-        for key, mask in self._masks(adapter_name).items():
-            m = self.model.get_submodule(key[: -len(".lora_E")])
-            if m.lora_A[adapter_name].shape[0] == sum(mask): continue   # already this size
-            m.update_layer(adapter_name, r=int(sum(mask)), lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                           init_lora_weights=cfg.init_lora_weights, ranknum=cfg.init_r)
-            if cfg.inference_mode:
-                for attr in m.adapter_layer_names: getattr(m, attr)[adapter_name].requires_grad_(False)
+@patch
+def adapter_state_to_save(self: AdaLoraModel, state, adapter_name):
+    for key, mask in self._masks(adapter_name).items():
+        path = "base_model.model." + key[: -len(".lora_E")]
+        idx = torch.tensor(mask, dtype=torch.bool)
+        for part in ("lora_A", "lora_E"):
+            k = f"{path}.{part}"
+            if k in state and state[k].shape[0] == idx.numel(): state[k] = state[k][idx]
+        k = f"{path}.lora_B"
+        if k in state and state[k].shape[1] == idx.numel(): state[k] = state[k][:, idx]
+    return state
 
+# %% ../nbs/03_adalora.ipynb #58ea9ab9
+@patch
+def prepare_to_load(self: AdaLoraModel, adapter_name):
+    cfg = self.peft_config[adapter_name]
+    for key, mask in self._masks(adapter_name).items():
+        m = self.model.get_submodule(key[: -len(".lora_E")])
+        if m.lora_A[adapter_name].shape[0] == sum(mask): continue   # already this size
+        m.update_layer(adapter_name, r=int(sum(mask)), lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                       init_lora_weights=cfg.init_lora_weights, ranknum=cfg.init_r)
+        if cfg.inference_mode:
+            for attr in m.adapter_layer_names: getattr(m, attr)[adapter_name].requires_grad_(False)
+
+# %% ../nbs/03_adalora.ipynb #244c5718
 register_peft_method(PeftType.ADALORA, AdaLoraConfig, AdaLoraModel)
 
 # %% ../nbs/03_adalora.ipynb #8c4b829c
@@ -345,6 +369,7 @@ def rank_history(model):
     ra = _adalora_tuner(model).rankallocator
     return pd.DataFrame(ra.history).set_index("step") if ra.history else pd.DataFrame()
 
+# %% ../nbs/03_adalora.ipynb #0a288906
 def plot_rank_allocation(model, figsize=(11, 3.5)):
     "Heatmap of the final rank per layer × module type, and each module's rank over the steps."
     import matplotlib.pyplot as plt, numpy as np

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import _conv1d_cls
+from .core import patch
 from .lora import Linear, Embedding, Conv2d, register_lora_dispatcher
 
 # %% auto #0
@@ -33,33 +34,6 @@ class DoraMixin:
                              **init_options)
         self._set_magnitude(adapter_name, use_dora)
 
-    def _set_magnitude(self, adapter_name: str, use_dora: bool):
-        "Give `adapter_name` the magnitude `m = ‖W + sBA‖_row` (or drop it when not `use_dora`)."
-        if adapter_name in self.lora_magnitude_vector: del self.lora_magnitude_vector[adapter_name]
-        if use_dora:
-            with torch.no_grad(): m = self._weight_norm(adapter_name, self._weight_oi())
-            self.lora_magnitude_vector[adapter_name] = nn.Parameter(m.float().view(self._magnitude_shape))
-
-    def _weight_oi(self, w=None) -> torch.Tensor:
-        "The base weight (or `w`, stored like it) in `(out, in)` orientation."
-        w = self.get_base_layer().weight if w is None else w
-        return w.T if self.fan_in_fan_out else w
-
-    def _weight_norm(self, a: str, w_oi: torch.Tensor) -> torch.Tensor:
-        "Row norms of `w_oi + s·B A`, detached (DoRA §4.3)."
-        dw = self._dora_ba(a).detach()
-        return torch.linalg.norm(w_oi.to(dw.dtype) + dw, dim=1).detach()
-
-    def delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        "A plain adapter's LoRA term; a DoRA adapter's `_dora_delta`, which rescales `result` (the output so far)."
-        if a not in self.lora_magnitude_vector: return super().delta(a, x, result)
-        return self._dora_delta(a, x, result)
-
-    def _gain(self, a: str, n: torch.Tensor) -> torch.Tensor:
-        "`m / n`, shaped to scale the stored weight's output rows (columns when `fan_in_fan_out`)."
-        g = self.lora_magnitude_vector[a].reshape(-1) / n
-        return g.view((1, -1) if self.fan_in_fan_out else (-1,) + (1,) * (self.get_base_layer().weight.dim() - 1))
-
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
         "Merge the selected (default: active) adapters; DoRA ones give `W' = (m/n)·(W + ΔW)`."
         base = self._mergeable_base()
@@ -79,28 +53,66 @@ class DoraMixin:
             self._dora_norm[a] = n                 # unmerge needs the norm of the unmerged weight
             self.merged_adapters.append(a)
 
-    def _undo(self, a: str, w: torch.Tensor) -> torch.Tensor:
-        "`w` (stored like the base weight) with merged adapter `a` taken out."
-        dw = self.delta_weight(a)
-        if a not in self.lora_magnitude_vector: return w - dw.to(w.dtype)
-        g = self._gain(a, self._dora_norm[a])
-        return (w.to(g.dtype) / g - dw.to(g.dtype)).to(w.dtype)
+# %% ../nbs/02b_dora.ipynb #5c619559
+@patch
+def _set_magnitude(self: DoraMixin, adapter_name: str, use_dora: bool):
+    "Give `adapter_name` the magnitude `m = ‖W + sBA‖_row` (or drop it when not `use_dora`)."
+    if adapter_name in self.lora_magnitude_vector: del self.lora_magnitude_vector[adapter_name]
+    if use_dora:
+        with torch.no_grad(): m = self._weight_norm(adapter_name, self._weight_oi())
+        self.lora_magnitude_vector[adapter_name] = nn.Parameter(m.float().view(self._magnitude_shape))
 
-    def _unmerged_weight(self) -> torch.Tensor:
-        "A copy of the base weight with every merged adapter taken out."
-        w = self.get_base_layer().weight.detach().clone()
-        for a in reversed(self.merged_adapters): w = self._undo(a, w)
-        return w
+@patch
+def _weight_oi(self: DoraMixin, w=None) -> torch.Tensor:
+    "The base weight (or `w`, stored like it) in `(out, in)` orientation."
+    w = self.get_base_layer().weight if w is None else w
+    return w.T if self.fan_in_fan_out else w
 
-    def unmerge(self):
-        "Take every merged adapter out again, last merged first."
-        W, bias = self.get_base_layer().weight, getattr(self.get_base_layer(), "bias", None)
-        while self.merged_adapters:
-            a = self.merged_adapters.pop()
-            with torch.no_grad(): W.data = self._undo(a, W.data)
-            db = self.delta_bias(a)
-            if db is not None: bias.data -= db.to(bias.dtype)
-            self._dora_norm.pop(a, None)
+@patch
+def _weight_norm(self: DoraMixin, a: str, w_oi: torch.Tensor) -> torch.Tensor:
+    "Row norms of `w_oi + s·B A`, detached (DoRA §4.3)."
+    dw = self._dora_ba(a).detach()
+    return torch.linalg.norm(w_oi.to(dw.dtype) + dw, dim=1).detach()
+
+# %% ../nbs/02b_dora.ipynb #729d18f6
+@patch
+def delta(self: DoraMixin, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    "A plain adapter's LoRA term; a DoRA adapter's `_dora_delta`, which rescales `result` (the output so far)."
+    if a not in self.lora_magnitude_vector: return super(DoraMixin, self).delta(a, x, result)
+    return self._dora_delta(a, x, result)
+
+@patch
+def _gain(self: DoraMixin, a: str, n: torch.Tensor) -> torch.Tensor:
+    "`m / n`, shaped to scale the stored weight's output rows (columns when `fan_in_fan_out`)."
+    g = self.lora_magnitude_vector[a].reshape(-1) / n
+    return g.view((1, -1) if self.fan_in_fan_out else (-1,) + (1,) * (self.get_base_layer().weight.dim() - 1))
+
+# %% ../nbs/02b_dora.ipynb #24a0236e
+@patch
+def _undo(self: DoraMixin, a: str, w: torch.Tensor) -> torch.Tensor:
+    "`w` (stored like the base weight) with merged adapter `a` taken out."
+    dw = self.delta_weight(a)
+    if a not in self.lora_magnitude_vector: return w - dw.to(w.dtype)
+    g = self._gain(a, self._dora_norm[a])
+    return (w.to(g.dtype) / g - dw.to(g.dtype)).to(w.dtype)
+
+@patch
+def _unmerged_weight(self: DoraMixin) -> torch.Tensor:
+    "A copy of the base weight with every merged adapter taken out."
+    w = self.get_base_layer().weight.detach().clone()
+    for a in reversed(self.merged_adapters): w = self._undo(a, w)
+    return w
+
+@patch
+def unmerge(self: DoraMixin):
+    "Take every merged adapter out again, last merged first."
+    W, bias = self.get_base_layer().weight, getattr(self.get_base_layer(), "bias", None)
+    while self.merged_adapters:
+        a = self.merged_adapters.pop()
+        with torch.no_grad(): W.data = self._undo(a, W.data)
+        db = self.delta_bias(a)
+        if db is not None: bias.data -= db.to(bias.dtype)
+        self._dora_norm.pop(a, None)
 
 # %% ../nbs/02b_dora.ipynb #01241080
 class DoraLinear(DoraMixin, Linear):
@@ -181,8 +193,6 @@ class DoraConv2d(DoraMixin, Conv2d):
     def __repr__(self): return "lora.dora." + super(Conv2d, self).__repr__()
 
 # %% ../nbs/02b_dora.ipynb #f09d08b7
-from .core import patch
-
 @patch
 def delta_factors(self: DoraMixin, adapter: str):
     "None for a DoRA adapter (its magnitude rescales W + sBA, so ΔW is not sBA); plain LoRA factors otherwise."

@@ -26,6 +26,7 @@ def init_family(init) -> Union[bool, str]:
     "The initialisation `init` names: 'pissa' for 'pissa' and 'pissa_niter_<k>', else `init` itself."
     return "pissa" if isinstance(init, str) and re.fullmatch(r"pissa(_niter_\d+)?", init) else init
 
+# %% ../nbs/02_lora.ipynb #e00ac959
 _UNSUPPORTED_VARIANTS = {  # field -> value that means "off"
     "use_dora": False, "layer_replication": None, "use_qalora": False,
     "trainable_token_indices": None, "alora_invocation_tokens": None, "use_bdlora": None, "arrow_config": None,
@@ -34,6 +35,7 @@ _UNSUPPORTED_VARIANTS = {  # field -> value that means "off"
 
 from typing import Literal
 
+# %% ../nbs/02_lora.ipynb #667c5f07
 @dataclass
 class LoraConfig(TunerConfig):
     "Configuration of a LoRA adapter (Hugging Face PEFT's fields and defaults)."
@@ -105,7 +107,6 @@ class LoraConfig(TunerConfig):
         if not isinstance(it, int) or isinstance(it, bool) or it < 1:
             raise ValueError(f"loftq_config['loftq_iter'] must be an integer >= 1 (alternating steps); got {it!r}.")
 
-
 # %% ../nbs/02_lora.ipynb #1dae86dd
 class LoraLayer(AdapterLayer):
     "Per-adapter LoRA state next to a frozen base layer."
@@ -140,41 +141,26 @@ class LoraLayer(AdapterLayer):
         "Set the adapter's scaling to `scale` times its initial scaling (lora_alpha / r, or lora_alpha / √r for rsLoRA)."
         if adapter in self.scaling: self.scaling[adapter] = scale * self._initial_scaling(adapter)
 
-    def _base_weight_f32(self) -> torch.Tensor:
-        "A float32 copy of the base weight in `(out, in)` orientation (quantized layers dequantize)."
-        W = self.get_base_layer().weight
-        if W.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise TypeError(f"This initialisation reads the base weight, which is {W.dtype} here; it needs a float32, "
-                            f"float16 or bfloat16 weight (initialise on the unquantized model, then quantize it).")
-        W = W.detach().float()
-        return W.T.contiguous() if getattr(self, "fan_in_fan_out", False) else W.clone()
-
-    def _set_base_weight(self, W_oi: torch.Tensor):
-        "Store `W_oi` (`(out, in)`) as the base weight, in the base weight's dtype and orientation."
-        base = self.get_base_layer()
-        W = W_oi.T if getattr(self, "fan_in_fan_out", False) else W_oi
-        base.weight.data = W.to(base.weight.dtype).contiguous()
-
-    def _init_from_weight(self, adapter_name: str, init, **options) -> bool:
-        "Run an initialisation that reads W (PiSSA, OLoRA, LoftQ); False for plain ones. While loading, PiSSA / OLoRA "
-        "still derive the residual base from the original W (PEFT's meaning of a folder that names them; the file's A "
-        "and B then replace the fresh ones) unless the loader says the base is already the residual; LoftQ is skipped."
-        fam = init_family(init)
-        if fam not in _WEIGHT_INITS: return False
-        if is_loading_adapter():
-            if fam not in _RESIDUAL_INITS or base_is_prepared(): return False   # the file holds A and B; base as it is
-            if init != fam and self.get_base_layer().weight.device.type != "meta": _warn_randomized_residual(init)
-        fn = _WEIGHT_INIT_FNS.get(fam)
-        if fn is None:
-            raise ValueError(f"init_lora_weights={init!r} is implemented in {_WEIGHT_INITS[fam]}; `import "
-                             f"{_WEIGHT_INITS[fam]}` (or `import peftlab`, which does) before creating the adapter.")
-        if self.get_base_layer().weight.device.type == "meta": return True   # a plan: no numbers to decompose
-        fn(self, adapter_name, init, **options)
-        return True
-
     def _compute_dtype(self, W):
         return torch.float32 if (W.device.type == "cpu" and W.dtype in (torch.float16, torch.bfloat16)) else W.dtype
 
+# %% ../nbs/02_lora.ipynb #918f98a3
+@patch
+def _base_weight_f32(self: LoraLayer) -> torch.Tensor:
+    "A float32 copy of the base weight in `(out, in)` orientation (quantized layers dequantize)."
+    W = self.get_base_layer().weight
+    if W.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"This initialisation reads the base weight, which is {W.dtype} here; it needs a float32, "
+                        f"float16 or bfloat16 weight (initialise on the unquantized model, then quantize it).")
+    W = W.detach().float()
+    return W.T.contiguous() if getattr(self, "fan_in_fan_out", False) else W.clone()
+
+@patch
+def _set_base_weight(self: LoraLayer, W_oi: torch.Tensor):
+    "Store `W_oi` (`(out, in)`) as the base weight, in the base weight's dtype and orientation."
+    base = self.get_base_layer()
+    W = W_oi.T if getattr(self, "fan_in_fan_out", False) else W_oi
+    base.weight.data = W.to(base.weight.dtype).contiguous()
 
 # %% ../nbs/02_lora.ipynb #b4729105
 _WEIGHT_INIT_FNS: dict = {}   # init family -> fn(layer, adapter_name, init, **options), filled by other notebooks
@@ -191,6 +177,26 @@ def register_lora_init(name: str, fn):
     if name not in _WEIGHT_INITS: raise ValueError(f"Unknown weight initialisation {name!r}; known: {sorted(_WEIGHT_INITS)}.")
     _WEIGHT_INIT_FNS[name] = fn
 
+# %% ../nbs/02_lora.ipynb #0ca2ff89
+@patch
+def _init_from_weight(self: LoraLayer, adapter_name: str, init, **options) -> bool:
+    "Run an initialisation that reads W (PiSSA, OLoRA, LoftQ); False for plain ones. While loading, PiSSA / OLoRA "
+    "still derive the residual base from the original W (PEFT's meaning of a folder that names them; the file's A "
+    "and B then replace the fresh ones) unless the loader says the base is already the residual; LoftQ is skipped."
+    fam = init_family(init)
+    if fam not in _WEIGHT_INITS: return False
+    if is_loading_adapter():
+        if fam not in _RESIDUAL_INITS or base_is_prepared(): return False   # the file holds A and B; base as it is
+        if init != fam and self.get_base_layer().weight.device.type != "meta": _warn_randomized_residual(init)
+    fn = _WEIGHT_INIT_FNS.get(fam)
+    if fn is None:
+        raise ValueError(f"init_lora_weights={init!r} is implemented in {_WEIGHT_INITS[fam]}; `import "
+                         f"{_WEIGHT_INITS[fam]}` (or `import peftlab`, which does) before creating the adapter.")
+    if self.get_base_layer().weight.device.type == "meta": return True   # a plan: no numbers to decompose
+    fn(self, adapter_name, init, **options)
+    return True
+
+# %% ../nbs/02_lora.ipynb #798191e0
 def _init_lora_ab(A: torch.Tensor, B: Optional[torch.Tensor], init, r: int):
     "PEFT's initialisations: A kaiming-uniform(a=√5) or N(0, 1/r²), B zero; `False` keeps random values."
     if init is False: return
@@ -198,6 +204,7 @@ def _init_lora_ab(A: torch.Tensor, B: Optional[torch.Tensor], init, r: int):
     else: nn.init.kaiming_uniform_(A, a=math.sqrt(5))
     if B is not None: nn.init.zeros_(B)
 
+# %% ../nbs/02_lora.ipynb #147dda0b
 class Linear(LoraLayer):
     "LoRA around `nn.Linear` or transformers `Conv1D`."
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs):
@@ -219,22 +226,26 @@ class Linear(LoraLayer):
         if lora_bias and init_lora_weights is not False: nn.init.zeros_(self.lora_B[adapter_name].bias)
         self._finish_update(adapter_name)
 
-    def delta_weight(self, adapter: str) -> torch.Tensor:
-        A, B = self.lora_A[adapter].weight, self.lora_B[adapter].weight
-        dt = self._compute_dtype(A)
-        dw = (B.to(dt) @ A.to(dt)) * self.scaling[adapter]       # (out, in)
-        return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
-
-    def delta_bias(self, adapter: str):
-        b = self.lora_B[adapter].bias
-        return None if b is None else b * self.scaling[adapter]
-
-    def delta(self, a, x, result):
-        A = self.lora_A[a]
-        x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
-        return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
-
     def __repr__(self): return "lora." + super().__repr__()
+
+# %% ../nbs/02_lora.ipynb #0a2d0502
+@patch
+def delta_weight(self: Linear, adapter: str) -> torch.Tensor:
+    A, B = self.lora_A[adapter].weight, self.lora_B[adapter].weight
+    dt = self._compute_dtype(A)
+    dw = (B.to(dt) @ A.to(dt)) * self.scaling[adapter]       # (out, in)
+    return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
+
+@patch
+def delta_bias(self: Linear, adapter: str):
+    b = self.lora_B[adapter].bias
+    return None if b is None else b * self.scaling[adapter]
+
+@patch
+def delta(self: Linear, a, x, result):
+    A = self.lora_A[a]
+    x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
+    return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
 
 # %% ../nbs/02_lora.ipynb #48540a2f
 class Embedding(LoraLayer):
@@ -264,20 +275,23 @@ class Embedding(LoraLayer):
             nn.init.zeros_(self.lora_embedding_A[adapter_name]); nn.init.normal_(self.lora_embedding_B[adapter_name])
         self._finish_update(adapter_name)
 
-    def delta_weight(self, adapter: str) -> torch.Tensor:
-        A, B = self.lora_embedding_A[adapter], self.lora_embedding_B[adapter]
-        dt = self._compute_dtype(A)
-        return ((B.to(dt) @ A.to(dt)).T * self.scaling[adapter]).to(self.get_base_layer().weight.dtype)  # (vocab, dim)
-
-    def delta(self, a, x, result):
-        base = self.get_base_layer()
-        A, B = self.lora_embedding_A[a], self.lora_embedding_B[a]
-        delta = (F.embedding(x, A.T, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq,
-                             base.sparse) @ B.T) * self.scaling[a]
-        embed_scale = getattr(base, "embed_scale", None)
-        return delta if embed_scale is None else delta * embed_scale.to(delta.dtype)
-
     def __repr__(self): return "lora." + super().__repr__()
+
+# %% ../nbs/02_lora.ipynb #785869c7
+@patch
+def delta_weight(self: Embedding, adapter: str) -> torch.Tensor:
+    A, B = self.lora_embedding_A[adapter], self.lora_embedding_B[adapter]
+    dt = self._compute_dtype(A)
+    return ((B.to(dt) @ A.to(dt)).T * self.scaling[adapter]).to(self.get_base_layer().weight.dtype)  # (vocab, dim)
+
+@patch
+def delta(self: Embedding, a, x, result):
+    base = self.get_base_layer()
+    A, B = self.lora_embedding_A[a], self.lora_embedding_B[a]
+    delta = (F.embedding(x, A.T, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq,
+                         base.sparse) @ B.T) * self.scaling[a]
+    embed_scale = getattr(base, "embed_scale", None)
+    return delta if embed_scale is None else delta * embed_scale.to(delta.dtype)
 
 # %% ../nbs/02_lora.ipynb #d3d6cc28
 class Conv2d(LoraLayer):
@@ -305,24 +319,28 @@ class Conv2d(LoraLayer):
         if lora_bias and init_lora_weights is not False: nn.init.zeros_(self.lora_B[adapter_name].bias)
         self._finish_update(adapter_name)
 
-    def delta_weight(self, adapter: str) -> torch.Tensor:
-        A, B = self.lora_A[adapter].weight, self.lora_B[adapter].weight   # (r, Cin, kh, kw), (Cout, r, 1, 1)
-        dt = self._compute_dtype(A)
-        A, B = A.to(dt), B.to(dt)
-        if A.shape[2:] == (1, 1): dw = (B.flatten(1) @ A.flatten(1))[:, :, None, None]
-        else: dw = F.conv2d(A.permute(1, 0, 2, 3), B).permute(1, 0, 2, 3)  # (Cout, Cin, kh, kw)
-        return (dw * self.scaling[adapter]).to(self.get_base_layer().weight.dtype)
-
-    def delta_bias(self, adapter: str):
-        b = self.lora_B[adapter].bias
-        return None if b is None else b * self.scaling[adapter]
-
-    def delta(self, a, x, result):
-        A = self.lora_A[a]
-        x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
-        return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
-
     def __repr__(self): return "lora." + super().__repr__()
+
+# %% ../nbs/02_lora.ipynb #224446a4
+@patch
+def delta_weight(self: Conv2d, adapter: str) -> torch.Tensor:
+    A, B = self.lora_A[adapter].weight, self.lora_B[adapter].weight   # (r, Cin, kh, kw), (Cout, r, 1, 1)
+    dt = self._compute_dtype(A)
+    A, B = A.to(dt), B.to(dt)
+    if A.shape[2:] == (1, 1): dw = (B.flatten(1) @ A.flatten(1))[:, :, None, None]
+    else: dw = F.conv2d(A.permute(1, 0, 2, 3), B).permute(1, 0, 2, 3)  # (Cout, Cin, kh, kw)
+    return (dw * self.scaling[adapter]).to(self.get_base_layer().weight.dtype)
+
+@patch
+def delta_bias(self: Conv2d, adapter: str):
+    b = self.lora_B[adapter].bias
+    return None if b is None else b * self.scaling[adapter]
+
+@patch
+def delta(self: Conv2d, a, x, result):
+    A = self.lora_A[a]
+    x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
+    return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
 
 # %% ../nbs/02_lora.ipynb #126938b5
 _LORA_DISPATCHERS: list = []   # (predicate(target) -> bool, layer class), consulted first, newest first
@@ -334,6 +352,7 @@ def register_lora_dispatcher(predicate, layer_cls, dora: bool = False):
     reg[:] = [(p, c) for p, c in reg if c is not layer_cls]
     reg.insert(0, (predicate, layer_cls))
 
+# %% ../nbs/02_lora.ipynb #b33aa29c
 def _dora_layer(adapter_name, target, key, **kwargs):
     "The DoRA layer for `target`, or an error saying what is missing."
     if not _DORA_DISPATCHERS:
@@ -352,6 +371,7 @@ def _supported_types_message():
     return ("LoRA can wrap torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv2d and transformers' Conv1D "
             "(and bitsandbytes Linear4bit / Linear8bitLt, which subclass nn.Linear)")
 
+# %% ../nbs/02_lora.ipynb #438dfa25
 class LoraModel(BaseTuner):
     "Injects LoRA adapters into a model (what `PeftModel.base_model` holds for LoRA)."
     prefix = "lora_"
@@ -388,19 +408,22 @@ class LoraModel(BaseTuner):
                              f"layer takes plain LoRA adapters too), or use use_dora=False.")
         super()._create_and_replace(config, adapter_name, target, target_name, parent, current_key)
 
-    def new_layer(self, config, adapter_name, target, key, **kw):
-        "The registered layer for `target` (DoRA, quantized), else LoRA's Linear, Embedding or Conv2d."
-        if kw.get("use_dora"): return _dora_layer(adapter_name, target, key, **kw)
-        for pred, cls in _LORA_DISPATCHERS:
-            if pred(target): return cls(target, adapter_name, **kw)
-        if isinstance(target, nn.Embedding): return Embedding(target, adapter_name, **kw)
-        if isinstance(target, nn.Conv2d): return Conv2d(target, adapter_name, **kw)
-        Conv1D = _conv1d_cls()             # orientation comes from the layer type, as in PEFT
-        if isinstance(target, nn.Linear) or (Conv1D is not None and isinstance(target, Conv1D)):
-            return Linear(target, adapter_name, fan_in_fan_out=not isinstance(target, nn.Linear), **kw)
-        raise TypeError(f"Target module {key!r} is a {type(target).__module__}.{type(target).__name__}, which LoRA "
-                        f"cannot wrap. {_supported_types_message()}; choose target_modules among those.")
+# %% ../nbs/02_lora.ipynb #555259f6
+@patch
+def new_layer(self: LoraModel, config, adapter_name, target, key, **kw):
+    "The registered layer for `target` (DoRA, quantized), else LoRA's Linear, Embedding or Conv2d."
+    if kw.get("use_dora"): return _dora_layer(adapter_name, target, key, **kw)
+    for pred, cls in _LORA_DISPATCHERS:
+        if pred(target): return cls(target, adapter_name, **kw)
+    if isinstance(target, nn.Embedding): return Embedding(target, adapter_name, **kw)
+    if isinstance(target, nn.Conv2d): return Conv2d(target, adapter_name, **kw)
+    Conv1D = _conv1d_cls()             # orientation comes from the layer type, as in PEFT
+    if isinstance(target, nn.Linear) or (Conv1D is not None and isinstance(target, Conv1D)):
+        return Linear(target, adapter_name, fan_in_fan_out=not isinstance(target, nn.Linear), **kw)
+    raise TypeError(f"Target module {key!r} is a {type(target).__module__}.{type(target).__name__}, which LoRA "
+                    f"cannot wrap. {_supported_types_message()}; choose target_modules among those.")
 
+# %% ../nbs/02_lora.ipynb #584fcd8f
 register_peft_method(PeftType.LORA, LoraConfig, LoraModel)
 
 # %% ../nbs/02_lora.ipynb #a5b61bb2
@@ -420,6 +443,7 @@ def with_rank(self: LoraConfig, r: int):
     c = copy.deepcopy(self); c.r, c.lora_alpha = r, 8
     return c
 
+# %% ../nbs/02_lora.ipynb #767e8d31
 @patch
 def delta_factors(self: LoraLayer, adapter: str) -> Optional[tuple]:
     "`(s·B, A)` in (out, in) orientation: LoRA's update is factored by construction."
@@ -429,6 +453,7 @@ def delta_factors(self: LoraLayer, adapter: str) -> Optional[tuple]:
     B, A = self.lora_B[adapter].weight.detach(), self.lora_A[adapter].weight.detach()   # Conv2d: B is 1×1
     return B.flatten(1) * self.scaling[adapter], A.flatten(1)
 
+# %% ../nbs/02_lora.ipynb #a6ccbe2e
 def convert_to_plain_lora(config: dict, tensors: dict, initial: dict, where: str = "the initial adapter"):
     "A PiSSA / OLoRA adapter (`tensors`, started at `initial`) as a rank-2r LoRA for the original base (PEFT's rule)."
     if config.get("peft_type") != "LORA":
@@ -457,6 +482,7 @@ def convert_to_plain_lora(config: dict, tensors: dict, initial: dict, where: str
         if config.get(p): config[p] = {k: 2 * v for k, v in config[p].items()}
     return config, out
 
+# %% ../nbs/02_lora.ipynb #341590c6
 @patch
 def convert_for_saving(self: LoraModel, config: dict, tensors: dict, initial: dict, where: str = "the initial adapter"):
     "PiSSA / OLoRA → a plain rank-2r LoRA of the original base (`convert_to_plain_lora`)."

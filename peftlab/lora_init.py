@@ -18,6 +18,14 @@ def _check_rank(layer, adapter_name: str, W: torch.Tensor, what: str):
         raise ValueError(f"{what} with r={r} needs r <= min(out, in) = {min(W.shape)} for a {tuple(W.shape)} "
                          f"weight; lower r (or set a smaller rank for this module with rank_pattern).")
 
+def _set_factors(layer, adapter_name: str, A: torch.Tensor, B: torch.Tensor):
+    "Write A (r, in) and B (out, r) into the adapter (its dtype and device); a lora_bias starts at zero."
+    lA, lB = layer.lora_A[adapter_name], layer.lora_B[adapter_name]
+    with torch.no_grad():
+        lA.weight.copy_(A); lB.weight.copy_(B)
+        if lB.bias is not None: lB.bias.zero_()
+
+# %% ../nbs/02a_lora_init.ipynb #bbcc166d
 def pissa_init(layer, adapter_name: str, init: str = "pissa"):
     "PiSSA: A, B from the top-r singular triplets of W (scaled by 1/s); the base keeps W − s·BA."
     if getattr(layer, "_quantized_base", False):
@@ -43,6 +51,9 @@ def pissa_init(layer, adapter_name: str, init: str = "pissa"):
     _set_factors(layer, adapter_name, A, B)
     layer._set_base_weight(W - s * B @ A)
 
+register_lora_init("pissa", pissa_init)
+
+# %% ../nbs/02a_lora_init.ipynb #0b1271cf
 def olora_init(layer, adapter_name: str, init: str = "olora"):
     "OLoRA: B = Q[:, :r], A = R[:r] from the thin QR of W; the base keeps W − s·BA."
     W = layer._base_weight_f32()
@@ -53,12 +64,4 @@ def olora_init(layer, adapter_name: str, init: str = "olora"):
     _set_factors(layer, adapter_name, A, B)
     layer._set_base_weight(W - s * B @ A)
 
-def _set_factors(layer, adapter_name: str, A: torch.Tensor, B: torch.Tensor):
-    "Write A (r, in) and B (out, r) into the adapter (its dtype and device); a lora_bias starts at zero."
-    lA, lB = layer.lora_A[adapter_name], layer.lora_B[adapter_name]
-    with torch.no_grad():
-        lA.weight.copy_(A); lB.weight.copy_(B)
-        if lB.bias is not None: lB.bias.zero_()
-
-register_lora_init("pissa", pissa_init)
 register_lora_init("olora", olora_init)

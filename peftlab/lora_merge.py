@@ -32,6 +32,7 @@ def prune(t: torch.Tensor, density: float, method: str = "magnitude", rescale: b
         return out / density if rescale else out
     raise ValueError(f"Unknown pruning method {method!r}; use 'magnitude' or 'random'.")
 
+# %% ../nbs/02c_lora_merge.ipynb #843579c9
 def majority_sign_mask(t: torch.Tensor, method: str = "total") -> torch.Tensor:
     "Where each of the stacked tensors `t` (dim 0) agrees with the elected sign of its entry."
     s = t.sign()
@@ -40,6 +41,7 @@ def majority_sign_mask(t: torch.Tensor, method: str = "total") -> torch.Tensor:
     else: raise ValueError(f"majority_sign_method must be 'total' or 'frequency'; got {method!r}.")
     return s == torch.where(mag >= 0, 1, -1)
 
+# %% ../nbs/02c_lora_merge.ipynb #b35cfca5
 def _weighted(ts, weights):
     t = torch.stack(list(ts), dim=0)
     return t * weights.view(weights.shape + (1,) * (t.dim() - weights.dim()))
@@ -52,6 +54,7 @@ def magnitude_prune(ts: list, weights: torch.Tensor, density: float) -> torch.Te
     "Σ wᵢ prune(Tᵢ) keeping the largest magnitudes."
     return task_arithmetic([prune(t, density, "magnitude") for t in ts], weights)
 
+# %% ../nbs/02c_lora_merge.ipynb #d22a10bb
 def _ties_merge(ts, weights, method):
     st = torch.stack(ts, dim=0)
     mask = majority_sign_mask(st, method)
@@ -61,6 +64,7 @@ def ties(ts: list, weights: torch.Tensor, density: float, majority_sign_method: 
     "TIES: magnitude-prune, elect a sign per entry, average the weighted entries that agree."
     return _ties_merge([prune(t, density, "magnitude") for t in ts], weights, majority_sign_method)
 
+# %% ../nbs/02c_lora_merge.ipynb #88d7a99f
 def dare_linear(ts: list, weights: torch.Tensor, density: float) -> torch.Tensor:
     "DARE: keep a random `density` fraction (rescaled by 1/density), then Σ wᵢ Tᵢ."
     return task_arithmetic([prune(t, density, "random", rescale=True) for t in ts], weights)
@@ -74,6 +78,32 @@ _FACTOR_TYPES = ("linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"
 _SVD_TYPES = ("svd", "ties_svd", "dare_linear_svd", "dare_ties_svd", "magnitude_prune_svd")
 COMBINATION_TYPES = _FACTOR_TYPES + ("cat",) + _SVD_TYPES
 
+@patch_to(LoraModel)
+def _combined_rank(self, adapters, combination_type, svd_rank):
+    "Rank of the combined adapter: the common r (factor types), Σ rᵢ (cat), or `svd_rank` / the largest r."
+    ranks = [c.r if not c.rank_pattern else max(c.r, *c.rank_pattern.values())
+             for c in (self.peft_config[a] for a in adapters)]
+    if combination_type in _FACTOR_TYPES:
+        if len(set(ranks)) != 1:
+            raise ValueError(f"combination_type={combination_type!r} adds the LoRA factors, so all adapters must "
+                             f"have the same r; got {dict(zip(adapters, ranks))}. Use 'cat' or 'svd' instead.")
+        new_rank = ranks[0]
+    elif combination_type == "cat": new_rank = sum(ranks)
+    else: new_rank = svd_rank or max(ranks)
+    return new_rank
+
+# %% ../nbs/02c_lora_merge.ipynb #1f0885ec
+@patch_to(LoraModel)
+def _combined_target_modules(self, adapters):
+    "target_modules of the combined adapter: the union of the lists, or the alternation of the regexes."
+    tms = [self.peft_config[a].target_modules for a in adapters]
+    if len({type(t) for t in tms}) > 1:
+        raise ValueError("All adapters' target_modules must be of one kind: combining a regex string with a "
+                         f"list/set is not supported; got {[type(t).__name__ for t in tms]}.")
+    new_tm = "|".join(f"({t})" for t in tms) if isinstance(tms[0], str) else reduce(operator.or_, map(set, tms))
+    return new_tm
+
+# %% ../nbs/02c_lora_merge.ipynb #384e9c1a
 @patch_to(LoraModel)
 def _check_add_weighted_adapter(self, adapters, weights, combination_type, svd_rank, density=None,
                                 majority_sign_method="total"):
@@ -106,20 +136,8 @@ def _check_add_weighted_adapter(self, adapters, weights, combination_type, svd_r
             (density is None or not 0 <= density <= 1):
         raise ValueError(f"combination_type={combination_type!r} prunes: pass density in [0, 1] (the fraction "
                          f"of entries kept, e.g. 0.5); got density={density!r}.")
-    ranks = [c.r if not c.rank_pattern else max(c.r, *c.rank_pattern.values())
-             for c in (self.peft_config[a] for a in adapters)]
-    if combination_type in _FACTOR_TYPES:
-        if len(set(ranks)) != 1:
-            raise ValueError(f"combination_type={combination_type!r} adds the LoRA factors, so all adapters must "
-                             f"have the same r; got {dict(zip(adapters, ranks))}. Use 'cat' or 'svd' instead.")
-        new_rank = ranks[0]
-    elif combination_type == "cat": new_rank = sum(ranks)
-    else: new_rank = svd_rank or max(ranks)
-    tms = [self.peft_config[a].target_modules for a in adapters]
-    if len({type(t) for t in tms}) > 1:
-        raise ValueError("All adapters' target_modules must be of one kind: combining a regex string with a "
-                         f"list/set is not supported; got {[type(t).__name__ for t in tms]}.")
-    new_tm = "|".join(f"({t})" for t in tms) if isinstance(tms[0], str) else reduce(operator.or_, map(set, tms))
+    new_rank = self._combined_rank(adapters, combination_type, svd_rank)
+    new_tm = self._combined_target_modules(adapters)
     return combination_type, new_rank, new_tm
 
 # %% ../nbs/02c_lora_merge.ipynb #231939ed
@@ -133,6 +151,7 @@ def _factors(layer: LoraLayer, a: str):
     if a in layer.lora_A: return layer.lora_A[a].weight, layer.lora_B[a].weight
     if a in layer.lora_embedding_A: return layer.lora_embedding_A[a], layer.lora_embedding_B[a]
 
+# %% ../nbs/02c_lora_merge.ipynb #f2a97993
 def _cat_factors(layer, adapters, weights):
     "Rows wᵢsᵢAᵢ and columns Bᵢ stacked: BA = Σ wᵢ sᵢ Bᵢ Aᵢ exactly."
     As, Bs = [], []
@@ -141,6 +160,7 @@ def _cat_factors(layer, adapters, weights):
         As.append(f[0].data * w * layer.scaling[a]); Bs.append(f[1].data)
     return torch.cat(As, dim=0), torch.cat(Bs, dim=1)
 
+# %% ../nbs/02c_lora_merge.ipynb #8bb31834
 def _combined_factors(layer, rule, adapters, weights, density, sign_method):
     "Combine A's and B's separately with weights ±√|wᵢsᵢ| (the sign on A only)."
     wa, wb, As, Bs = [], [], [], []
@@ -153,6 +173,7 @@ def _combined_factors(layer, rule, adapters, weights, density, sign_method):
     return [_RULES[rule](ts, torch.tensor(w).to(ts[0].device), density, sign_method).to(dtype)
             for ts, w in ((As, wa), (Bs, wb))]
 
+# %% ../nbs/02c_lora_merge.ipynb #7ec0cecd
 def _svd_factors(layer, rule, adapters, weights, new_rank, density, sign_method, clamp, full_matrices, driver):
     "Combine the ΔWᵢ, then B = U_k S_k, A = V_kᵀ from the top-k SVD (entries clamped at a quantile if asked)."
     valid = [(a, w) for a, w in zip(adapters, weights) if _factors(layer, a) is not None]
