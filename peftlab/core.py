@@ -15,11 +15,11 @@ __all__ = ['LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'PEFT_TYPE_TO_CONFIG_
            'PeftType', 'TaskType', 'patch_to', 'patch', 'PeftConfig', 'TunerConfig', 'get_layer_index',
            'check_target_module_exists', 'pattern_value', 'model_type_of', 'resolve_target_modules',
            'linear_fan_in_fan_out', 'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear',
-           'PackedWeight', 'register_packed_weight', 'packed_weight', 'peft_numel', 'stored_bytes',
-           'register_model_preparer', 'prepare_layer_libraries', 'check_adapters_to_merge', 'AdapterLayer',
-           'MixedBatch', 'mixed_batch', 'loading_adapter', 'is_loading_adapter', 'base_is_prepared',
-           'ModulesToSaveWrapper', 'get_submodules', 'check_adapter_name', 'undo_on_failure', 'check_not_offloaded',
-           'BaseTuner', 'register_peft_method', 'config_class_for']
+           'PackedWeight', 'register_packed_weight', 'register_model_preparer', 'prepare_layer_libraries',
+           'packed_weight', 'peft_numel', 'stored_bytes', 'check_adapters_to_merge', 'AdapterLayer', 'MixedBatch',
+           'mixed_batch', 'loading_adapter', 'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper',
+           'get_submodules', 'check_adapter_name', 'undo_on_failure', 'check_not_offloaded', 'BaseTuner',
+           'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -97,7 +97,7 @@ def _numbers_in(v) -> list:
     items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple, set, frozenset)) else [v]
     return [x for x in items if isinstance(x, (int, float)) and not isinstance(x, bool)]
 
-# %% ../nbs/00_core.ipynb #26783254
+# %% ../nbs/00_core.ipynb #97043f4a
 def _jsonable(v):
     if isinstance(v, enum.Enum): return v.value
     if isinstance(v, (set, frozenset)): return sorted(_jsonable(o) for o in v)
@@ -116,6 +116,7 @@ def _enums_in(hint) -> list:
 
 def _enum_ok(E, v) -> bool: return isinstance(v, E) or (isinstance(v, str) and v in {m.value for m in E})
 
+# %% ../nbs/00_core.ipynb #26783254
 @dataclass
 class PeftConfig:
     "Base of all method configs: the fields every PEFT adapter config carries."
@@ -343,7 +344,7 @@ def resolve_target_modules(config: TunerConfig, model: nn.Module, defaults: dict
     config.target_modules = set(defaults[mt])
     return config
 
-# %% ../nbs/00_core.ipynb #4fc52e0e
+# %% ../nbs/00_core.ipynb #efe8eb51
 def _conv1d_cls():
     try:
         from transformers.pytorch_utils import Conv1D
@@ -369,6 +370,7 @@ def is_linear_like(m: nn.Module) -> bool:
     C = _conv1d_cls()
     return isinstance(m, nn.Linear) or (C is not None and isinstance(m, C))
 
+# %% ../nbs/00_core.ipynb #4fc52e0e
 def output_head_names(model: nn.Module, task_type=None) -> set[str]:
     "Paths of modules that are the model's output head (never targeted by 'all-linear')."
     names = set()
@@ -395,7 +397,7 @@ def expand_all_linear(config: TunerConfig, model: nn.Module) -> TunerConfig:
                              if linear(m) and n not in heads and n not in inside and n}
     return config
 
-# %% ../nbs/00_core.ipynb #6f25b2fb
+# %% ../nbs/00_core.ipynb #b7f7523f
 class PackedWeight(typing.NamedTuple):
     "What shared code (merge, counts, analysis, memory) asks of a packed (quantized) weight class."
     dequantize: Any    # dequantize(layer) -> the float32 (out, in) weight the layer computes with
@@ -420,6 +422,29 @@ def register_packed_weight(name: str, dequantize, requantize,
 
 def _library_of(obj) -> str: return type(obj).__module__.split(".")[0]
 
+# %% ../nbs/00_core.ipynb #0417edc5
+# layer library (top-level package of a layer's class) -> the peftlab module that supports it, imported on first use,
+# so that `import peftlab` neither needs nor imports an optional library such as bitsandbytes
+LAYER_LIBRARY_PLUGINS: dict = {"bitsandbytes": ("peftlab.quant", "quant")}
+_MODEL_PREPARERS: list = []   # fn(model, trainable) run before adapters are injected, registered by plugins
+
+def register_model_preparer(fn):
+    "Run `fn(model, trainable: bool)` on every model before adapters are injected (e.g. keep quantized layers trainable)."
+    if fn not in _MODEL_PREPARERS: _MODEL_PREPARERS.append(fn)
+    return fn
+
+def prepare_layer_libraries(model: nn.Module, trainable: bool = True):
+    "Import peftlab's support for every layer library `model` uses, then run the registered model preparers."
+    libs = {type(m).__module__.split(".")[0] for m in model.modules()}
+    for lib, (module, extra) in LAYER_LIBRARY_PLUGINS.items():
+        if lib not in libs: continue
+        try: importlib.import_module(module)
+        except ImportError as e:
+            raise ImportError(f"The model has {lib} layers, which peftlab supports in {module}; importing it failed "
+                              f"({e}). Install the extra: pip install \"peftlab[{extra}]\".") from None
+    for fn in _MODEL_PREPARERS: fn(model, trainable)
+
+# %% ../nbs/00_core.ipynb #28fbdf50
 def packed_weight(w) -> Optional[PackedWeight]:
     "The registered `PackedWeight` of `w`'s class (its library's plugin imported on first sight), else None."
     if w is None or type(w) in (torch.Tensor, nn.Parameter): return None
@@ -443,27 +468,7 @@ def stored_bytes(p: torch.Tensor) -> int:
     entry = packed_weight(p)
     return p.numel() * p.element_size() + (0 if entry is None else entry.extra_bytes(p))
 
-# layer library (top-level package of a layer's class) -> the peftlab module that supports it, imported on first use,
-# so that `import peftlab` neither needs nor imports an optional library such as bitsandbytes
-LAYER_LIBRARY_PLUGINS: dict = {"bitsandbytes": ("peftlab.quant", "quant")}
-_MODEL_PREPARERS: list = []   # fn(model, trainable) run before adapters are injected, registered by plugins
-
-def register_model_preparer(fn):
-    "Run `fn(model, trainable: bool)` on every model before adapters are injected (e.g. keep quantized layers trainable)."
-    if fn not in _MODEL_PREPARERS: _MODEL_PREPARERS.append(fn)
-    return fn
-
-def prepare_layer_libraries(model: nn.Module, trainable: bool = True):
-    "Import peftlab's support for every layer library `model` uses, then run the registered model preparers."
-    libs = {type(m).__module__.split(".")[0] for m in model.modules()}
-    for lib, (module, extra) in LAYER_LIBRARY_PLUGINS.items():
-        if lib not in libs: continue
-        try: importlib.import_module(module)
-        except ImportError as e:
-            raise ImportError(f"The model has {lib} layers, which peftlab supports in {module}; importing it failed "
-                              f"({e}). Install the extra: pip install \"peftlab[{extra}]\".") from None
-    for fn in _MODEL_PREPARERS: fn(model, trainable)
-
+# %% ../nbs/00_core.ipynb #c0cdfe5d
 def check_adapters_to_merge(module: nn.Module, adapter_names: Optional[list[str]] = None) -> list[str]:
     "The adapters of `adapter_names` (default: the active ones) that `module` has not merged yet; warns as PEFT does when some or all are."
     if adapter_names is None: adapter_names = module.active_adapters
@@ -482,6 +487,7 @@ def check_adapters_to_merge(module: nn.Module, adapter_names: Optional[list[str]
                           f"{module.merged_adapters}; call unmerge_adapter() first to merge again.")
     return adapter_names
 
+# %% ../nbs/00_core.ipynb #4d1abd99
 def _checked_merge(merge):
     "Wrap a layer's `merge`: the outermost call merges only the adapters `check_adapters_to_merge` leaves (and warns)."
     if getattr(merge, "_checks_merge", False): return merge
@@ -496,6 +502,7 @@ def _checked_merge(merge):
     checked._checks_merge = True
     return checked
 
+# %% ../nbs/00_core.ipynb #6f25b2fb
 class AdapterLayer(nn.Module):
     "Base of the wrappers that hold adapters next to a frozen `base_layer`."
     adapter_layer_names: tuple = ()  # attributes holding trainable per-adapter tensors (ModuleDict / ParameterDict)
@@ -514,178 +521,6 @@ class AdapterLayer(nn.Module):
         self._active_adapters: list[str] = []
         self.merged_adapters: list[str] = []
         self._disable_adapters = False
-
-    def get_base_layer(self) -> nn.Module:
-        "The innermost original module."
-        b = self.base_layer
-        while isinstance(b, AdapterLayer): b = b.base_layer
-        return b
-
-    @property
-    def weight(self): return self.get_base_layer().weight
-    @property
-    def bias(self): return getattr(self.get_base_layer(), "bias", None)
-
-    @property
-    def adapter_names(self) -> list[str]:
-        "Names of the adapters this layer holds."
-        names = []
-        for attr in self.adapter_layer_names:
-            for k in getattr(self, attr).keys():
-                if k not in names: names.append(k)
-        return names
-
-    @property
-    def active_adapters(self) -> list[str]: return self._active_adapters
-    @property
-    def active_adapter(self): return self._active_adapters[0] if len(self._active_adapters) == 1 else self._active_adapters
-    @property
-    def disable_adapters(self) -> bool: return self._disable_adapters
-    @property
-    def merged(self) -> bool: return bool(self.merged_adapters)
-
-    def set_adapter(self, adapter_names: Union[str, list[str]]):
-        "Make `adapter_names` the active adapters; only active adapters train."
-        if isinstance(adapter_names, str): adapter_names = [adapter_names]
-        for attr in self.adapter_layer_names:
-            for k, p in getattr(self, attr).items():
-                p.requires_grad_(k in adapter_names)
-        self._active_adapters = [a for a in adapter_names if a in self.adapter_names]
-
-    def enable_adapters(self, enabled: bool):
-        "Turn all adapters of this layer on (the active ones train again, as after `set_adapter`) or off (unmerged, all frozen), as PEFT does."
-        if enabled:
-            self.set_adapter(list(self.active_adapters)); self._disable_adapters = False
-            return
-        if self.merged: self.unmerge()
-        for attr in self.adapter_layer_names:
-            for p in getattr(self, attr).values(): p.requires_grad_(False)
-        self._disable_adapters = True
-
-    def delete_adapter(self, adapter_name: str):
-        "Remove one adapter's tensors and state from this layer."
-        if adapter_name in self.merged_adapters:
-            raise ValueError(f"Adapter {adapter_name!r} is merged into the base weights; unmerge it before deleting it.")
-        for attr in self.adapter_layer_names + self.other_param_names:
-            d = getattr(self, attr)
-            if adapter_name in d: del d[adapter_name]
-        if adapter_name in self._active_adapters:
-            rest = [a for a in self._active_adapters if a != adapter_name]
-            self._active_adapters = rest or self.adapter_names[:1]
-
-    # --- the forward, written once --------------------------------------------
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        "The base layer's output with the active adapters applied (`adapter_names=[...]`: one adapter per row)."
-        adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is not None and not self._disable_adapters:
-            return self._mixed_batch_forward(x, adapter_names, *args, **kwargs)
-        if self._adapters_off(): return self.base_layer(x, *args, **kwargs)
-        adapters = self._active_adapters
-        x_in = self._scaled(adapters, x) if self.scales == "input" else x
-        return self._adapted(adapters, x, self.base_layer(x_in, *args, **kwargs))
-
-    def _adapters_off(self) -> bool:
-        "Whether the forward is the base layer alone: adapters disabled (merged ones are unmerged first) or merged."
-        if self._disable_adapters and self.merged_adapters: self.unmerge()
-        return self._disable_adapters or bool(self.merged_adapters) or not self._active_adapters
-
-    def _scaled(self, adapters: list, t: torch.Tensor) -> torch.Tensor:
-        "`t` times the product of the adapters' `scale` vectors, computed in their dtype, returned in `t`'s."
-        if not adapters: return t
-        s = self.scale(adapters[0])
-        for a in adapters[1:]: s = s * self.scale(a)
-        return (t.to(s.dtype) * s).to(t.dtype)
-
-    def _adapted(self, adapters: list, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        "`result` (the base output for `x`) after `adapters`: the output scale, then each delta; in `result`'s dtype."
-        out = self._scaled(adapters, result) if self.scales == "output" else result
-        for a in adapters:
-            d = self.delta(a, x, out)
-            if d is not None: out = out + d
-        return out if out.dtype == result.dtype else out.to(result.dtype)
-
-    # --- what a method provides -------------------------------------------------
-    def delta(self, adapter: str, x: torch.Tensor, result: torch.Tensor) -> Optional[torch.Tensor]:
-        "What `adapter` adds to `result` (the output so far) for input `x`, computed in its own dtype; None: nothing."
-        return None
-    def scale(self, adapter: str) -> torch.Tensor:
-        "The vector `adapter` multiplies the layer's input or output with (where `scales` says)."
-        raise NotImplementedError
-    def delta_weight(self, adapter: str) -> torch.Tensor:
-        "The dense update ΔW of `adapter`, in the layout of the base weight."
-        raise NotImplementedError
-    def delta_bias(self, adapter: str) -> Optional[torch.Tensor]:
-        "The update to the base bias, if the method has one."
-        return None
-    def get_delta_weight(self, adapter: str) -> torch.Tensor: return self.delta_weight(adapter)  # PEFT's name
-
-    # --- merge / unmerge, written once ----------------------------------------
-    def _mergeable_base(self) -> nn.Module:
-        "The base layer, after refusing a packed (quantized) weight: adding ΔW to its codes would corrupt them."
-        base = self.get_base_layer()
-        W = getattr(base, "weight", None)
-        if packed_weight(W) is not None or (type(W) not in (torch.Tensor, nn.Parameter, type(None))
-                                            and _library_of(W) in LAYER_LIBRARY_PLUGINS):
-            raise TypeError(f"Cannot merge into {type(base).__name__}: its weight is a packed {_library_of(W)} "
-                            f"{type(W).__name__}. A quantized merge must dequantize, add and requantize, which "
-                            f"`AdapterLayer.merge` does for methods whose update is additive (a `delta_weight`, with "
-                            f"the library's peftlab plugin installed); for a multiplicative method load the base "
-                            f"without quantization_config and merge there.")
-        return base
-
-    def _packed_io(self):
-        "(dequantize, requantize) for a packed (quantized) base weight in the packed-weight registry, else None."
-        e = packed_weight(getattr(self.get_base_layer(), "weight", None))
-        return None if e is None else (e.dequantize, e.requantize)
-
-    def _weight_dtype(self) -> torch.dtype:
-        "The dtype ΔW is returned in: the base weight's, or float32 for a packed (quantized) weight."
-        return torch.float32 if self._packed_io() is not None else self.get_base_layer().weight.dtype
-
-    def _requantize(self, W_before: torch.Tensor, W: torch.Tensor, merged: Optional[list] = None) -> dict:
-        "Requantize dense `W` into the packed base; `last_merge_error` gets the rounding (`rel`: share of the change)."
-        dequantize, requantize = self._packed_io()
-        base = self.get_base_layer()
-        requantize(base, W)
-        diff = dequantize(base) - W
-        self.last_merge_error = e = dict(max_abs=diff.abs().max().item(), fro=diff.norm().item(),
-                                         rel=diff.norm().item() / max((W - W_before).norm().item(), 1e-12))
-        if merged:
-            warnings.warn(f"Merged {merged} into a {type(base).__name__}: requantizing loses {e['rel']:.1%} of the "
-                          f"change (max |error| {e['max_abs']:.2e}); the merged model differs slightly from the "
-                          f"adapter model.")
-        return e
-
-    def _keep_packed(self):
-        "Keep what restores the packed weight (and bias) exactly, before the first merge changes them."
-        base = self.get_base_layer()
-        keep = packed_weight(base.weight).keep
-        bias = getattr(base, "bias", None)
-        self.__dict__["_packed_kept"] = (keep(base), None if bias is None else bias.detach().clone())
-
-    def _restore_packed(self, kept):
-        "Put the packed weight and the bias back as they were before the first merge."
-        base, (w, bias) = self.get_base_layer(), kept
-        packed_weight(base.weight).restore(base, w)
-        if bias is not None: base.bias.data.copy_(bias)
-
-    def _merge_packed(self, names: list, safe_merge: bool, sign: int = 1):
-        "Dequantize, add (sign=1) or subtract the adapters' ΔW and biases, requantize with the rounding reported."
-        base = self.get_base_layer()
-        W0 = self._packed_io()[0](base)
-        W = W0 + sign * sum(self.delta_weight(a).float() for a in names)
-        for a in names:
-            if self.delta_bias(a) is not None and base.bias is None:
-                raise ValueError(f"Adapter {a!r} has a bias update but the base layer has no bias.")
-        b_new = None if base.bias is None else base.bias.data + sign * sum(
-            (self.delta_bias(a).to(base.bias.dtype) for a in names if self.delta_bias(a) is not None), torch.zeros_like(base.bias))
-        if safe_merge and (not torch.isfinite(W).all() or (b_new is not None and not torch.isfinite(b_new).all())):
-            raise ValueError(f"NaNs detected in the merged weights. The adapter(s) {names} seem to be broken: merging "
-                             f"gives NaN/inf weights or biases, so nothing was merged.")
-        self._requantize(W0, W, names if sign > 0 else None)
-        for a in names:
-            db = self.delta_bias(a)
-            if db is not None: base.bias.data += sign * db.to(base.bias.dtype)
 
     @_checked_merge
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
@@ -718,19 +553,225 @@ class AdapterLayer(nn.Module):
             if db is not None: base.bias.data += db.to(base.bias.dtype)
             self.merged_adapters.append(a)
 
-    def unmerge(self):
-        "Subtract every merged adapter's ΔW again, last merged first."
-        base = self.get_base_layer()
-        if self._packed_io() is not None:
-            kept = self.__dict__.pop("_packed_kept", None)
-            if self.merged_adapters and kept is not None: self._restore_packed(kept)   # bit-exact, no requantizing
-            elif self.merged_adapters: self._merge_packed(list(self.merged_adapters), False, sign=-1)
-            self.merged_adapters.clear(); return
-        while self.merged_adapters:
-            a = self.merged_adapters.pop()
-            base.weight.data -= self.delta_weight(a).to(base.weight.dtype)
-            db = self.delta_bias(a)
-            if db is not None: base.bias.data -= db.to(base.bias.dtype)
+# %% ../nbs/00_core.ipynb #537f4805
+@patch
+def get_base_layer(self: AdapterLayer) -> nn.Module:
+    "The innermost original module."
+    b = self.base_layer
+    while isinstance(b, AdapterLayer): b = b.base_layer
+    return b
+
+@patch(as_prop=True)
+def weight(self: AdapterLayer): return self.get_base_layer().weight
+
+@patch(as_prop=True)
+def bias(self: AdapterLayer): return getattr(self.get_base_layer(), "bias", None)
+
+@patch(as_prop=True)
+def adapter_names(self: AdapterLayer) -> list[str]:
+    "Names of the adapters this layer holds."
+    names = []
+    for attr in self.adapter_layer_names:
+        for k in getattr(self, attr).keys():
+            if k not in names: names.append(k)
+    return names
+
+@patch(as_prop=True)
+def active_adapters(self: AdapterLayer) -> list[str]: return self._active_adapters
+
+@patch(as_prop=True)
+def active_adapter(self: AdapterLayer): return self._active_adapters[0] if len(self._active_adapters) == 1 else self._active_adapters
+
+@patch(as_prop=True)
+def disable_adapters(self: AdapterLayer) -> bool: return self._disable_adapters
+
+@patch(as_prop=True)
+def merged(self: AdapterLayer) -> bool: return bool(self.merged_adapters)
+
+# %% ../nbs/00_core.ipynb #bc07b2bc
+@patch
+def set_adapter(self: AdapterLayer, adapter_names: Union[str, list[str]]):
+    "Make `adapter_names` the active adapters; only active adapters train."
+    if isinstance(adapter_names, str): adapter_names = [adapter_names]
+    for attr in self.adapter_layer_names:
+        for k, p in getattr(self, attr).items():
+            p.requires_grad_(k in adapter_names)
+    self._active_adapters = [a for a in adapter_names if a in self.adapter_names]
+
+@patch
+def enable_adapters(self: AdapterLayer, enabled: bool):
+    "Turn all adapters of this layer on (the active ones train again, as after `set_adapter`) or off (unmerged, all frozen), as PEFT does."
+    if enabled:
+        self.set_adapter(list(self.active_adapters)); self._disable_adapters = False
+        return
+    if self.merged: self.unmerge()
+    for attr in self.adapter_layer_names:
+        for p in getattr(self, attr).values(): p.requires_grad_(False)
+    self._disable_adapters = True
+
+@patch
+def delete_adapter(self: AdapterLayer, adapter_name: str):
+    "Remove one adapter's tensors and state from this layer."
+    if adapter_name in self.merged_adapters:
+        raise ValueError(f"Adapter {adapter_name!r} is merged into the base weights; unmerge it before deleting it.")
+    for attr in self.adapter_layer_names + self.other_param_names:
+        d = getattr(self, attr)
+        if adapter_name in d: del d[adapter_name]
+    if adapter_name in self._active_adapters:
+        rest = [a for a in self._active_adapters if a != adapter_name]
+        self._active_adapters = rest or self.adapter_names[:1]
+
+# %% ../nbs/00_core.ipynb #7ac2c5b5
+@patch
+def delta(self: AdapterLayer, adapter: str, x: torch.Tensor, result: torch.Tensor) -> Optional[torch.Tensor]:
+    "What `adapter` adds to `result` (the output so far) for input `x`, computed in its own dtype; None: nothing."
+    return None
+
+@patch
+def scale(self: AdapterLayer, adapter: str) -> torch.Tensor:
+    "The vector `adapter` multiplies the layer's input or output with (where `scales` says)."
+    raise NotImplementedError
+
+@patch
+def delta_weight(self: AdapterLayer, adapter: str) -> torch.Tensor:
+    "The dense update ΔW of `adapter`, in the layout of the base weight."
+    raise NotImplementedError
+
+@patch
+def delta_bias(self: AdapterLayer, adapter: str) -> Optional[torch.Tensor]:
+    "The update to the base bias, if the method has one."
+    return None
+
+@patch
+def get_delta_weight(self: AdapterLayer, adapter: str) -> torch.Tensor: return self.delta_weight(adapter)  # PEFT's name
+
+# %% ../nbs/00_core.ipynb #416f8322
+@patch
+def forward(self: AdapterLayer, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    "The base layer's output with the active adapters applied (`adapter_names=[...]`: one adapter per row)."
+    adapter_names = kwargs.pop("adapter_names", None)
+    if adapter_names is not None and not self._disable_adapters:
+        return self._mixed_batch_forward(x, adapter_names, *args, **kwargs)
+    if self._adapters_off(): return self.base_layer(x, *args, **kwargs)
+    adapters = self._active_adapters
+    x_in = self._scaled(adapters, x) if self.scales == "input" else x
+    return self._adapted(adapters, x, self.base_layer(x_in, *args, **kwargs))
+
+@patch
+def _adapters_off(self: AdapterLayer) -> bool:
+    "Whether the forward is the base layer alone: adapters disabled (merged ones are unmerged first) or merged."
+    if self._disable_adapters and self.merged_adapters: self.unmerge()
+    return self._disable_adapters or bool(self.merged_adapters) or not self._active_adapters
+
+@patch
+def _scaled(self: AdapterLayer, adapters: list, t: torch.Tensor) -> torch.Tensor:
+    "`t` times the product of the adapters' `scale` vectors, computed in their dtype, returned in `t`'s."
+    if not adapters: return t
+    s = self.scale(adapters[0])
+    for a in adapters[1:]: s = s * self.scale(a)
+    return (t.to(s.dtype) * s).to(t.dtype)
+
+@patch
+def _adapted(self: AdapterLayer, adapters: list, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    "`result` (the base output for `x`) after `adapters`: the output scale, then each delta; in `result`'s dtype."
+    out = self._scaled(adapters, result) if self.scales == "output" else result
+    for a in adapters:
+        d = self.delta(a, x, out)
+        if d is not None: out = out + d
+    return out if out.dtype == result.dtype else out.to(result.dtype)
+
+# %% ../nbs/00_core.ipynb #2fbdc2b2
+@patch
+def _mergeable_base(self: AdapterLayer) -> nn.Module:
+    "The base layer, after refusing a packed (quantized) weight: adding ΔW to its codes would corrupt them."
+    base = self.get_base_layer()
+    W = getattr(base, "weight", None)
+    if packed_weight(W) is not None or (type(W) not in (torch.Tensor, nn.Parameter, type(None))
+                                        and _library_of(W) in LAYER_LIBRARY_PLUGINS):
+        raise TypeError(f"Cannot merge into {type(base).__name__}: its weight is a packed {_library_of(W)} "
+                        f"{type(W).__name__}. A quantized merge must dequantize, add and requantize, which "
+                        f"`AdapterLayer.merge` does for methods whose update is additive (a `delta_weight`, with "
+                        f"the library's peftlab plugin installed); for a multiplicative method load the base "
+                        f"without quantization_config and merge there.")
+    return base
+
+@patch
+def _packed_io(self: AdapterLayer):
+    "(dequantize, requantize) for a packed (quantized) base weight in the packed-weight registry, else None."
+    e = packed_weight(getattr(self.get_base_layer(), "weight", None))
+    return None if e is None else (e.dequantize, e.requantize)
+
+@patch
+def _weight_dtype(self: AdapterLayer) -> torch.dtype:
+    "The dtype ΔW is returned in: the base weight's, or float32 for a packed (quantized) weight."
+    return torch.float32 if self._packed_io() is not None else self.get_base_layer().weight.dtype
+
+# %% ../nbs/00_core.ipynb #bb0991ff
+@patch
+def _requantize(self: AdapterLayer, W_before: torch.Tensor, W: torch.Tensor, merged: Optional[list] = None) -> dict:
+    "Requantize dense `W` into the packed base; `last_merge_error` gets the rounding (`rel`: share of the change)."
+    dequantize, requantize = self._packed_io()
+    base = self.get_base_layer()
+    requantize(base, W)
+    diff = dequantize(base) - W
+    self.last_merge_error = e = dict(max_abs=diff.abs().max().item(), fro=diff.norm().item(),
+                                     rel=diff.norm().item() / max((W - W_before).norm().item(), 1e-12))
+    if merged:
+        warnings.warn(f"Merged {merged} into a {type(base).__name__}: requantizing loses {e['rel']:.1%} of the "
+                      f"change (max |error| {e['max_abs']:.2e}); the merged model differs slightly from the "
+                      f"adapter model.")
+    return e
+
+@patch
+def _keep_packed(self: AdapterLayer):
+    "Keep what restores the packed weight (and bias) exactly, before the first merge changes them."
+    base = self.get_base_layer()
+    keep = packed_weight(base.weight).keep
+    bias = getattr(base, "bias", None)
+    self.__dict__["_packed_kept"] = (keep(base), None if bias is None else bias.detach().clone())
+
+@patch
+def _restore_packed(self: AdapterLayer, kept):
+    "Put the packed weight and the bias back as they were before the first merge."
+    base, (w, bias) = self.get_base_layer(), kept
+    packed_weight(base.weight).restore(base, w)
+    if bias is not None: base.bias.data.copy_(bias)
+
+# %% ../nbs/00_core.ipynb #f6ff5928
+@patch
+def _merge_packed(self: AdapterLayer, names: list, safe_merge: bool, sign: int = 1):
+    "Dequantize, add (sign=1) or subtract the adapters' ΔW and biases, requantize with the rounding reported."
+    base = self.get_base_layer()
+    W0 = self._packed_io()[0](base)
+    W = W0 + sign * sum(self.delta_weight(a).float() for a in names)
+    for a in names:
+        if self.delta_bias(a) is not None and base.bias is None:
+            raise ValueError(f"Adapter {a!r} has a bias update but the base layer has no bias.")
+    b_new = None if base.bias is None else base.bias.data + sign * sum(
+        (self.delta_bias(a).to(base.bias.dtype) for a in names if self.delta_bias(a) is not None), torch.zeros_like(base.bias))
+    if safe_merge and (not torch.isfinite(W).all() or (b_new is not None and not torch.isfinite(b_new).all())):
+        raise ValueError(f"NaNs detected in the merged weights. The adapter(s) {names} seem to be broken: merging "
+                         f"gives NaN/inf weights or biases, so nothing was merged.")
+    self._requantize(W0, W, names if sign > 0 else None)
+    for a in names:
+        db = self.delta_bias(a)
+        if db is not None: base.bias.data += sign * db.to(base.bias.dtype)
+
+# %% ../nbs/00_core.ipynb #88e326c0
+@patch
+def unmerge(self: AdapterLayer):
+    "Subtract every merged adapter's ΔW again, last merged first."
+    base = self.get_base_layer()
+    if self._packed_io() is not None:
+        kept = self.__dict__.pop("_packed_kept", None)
+        if self.merged_adapters and kept is not None: self._restore_packed(kept)   # bit-exact, no requantizing
+        elif self.merged_adapters: self._merge_packed(list(self.merged_adapters), False, sign=-1)
+        self.merged_adapters.clear(); return
+    while self.merged_adapters:
+        a = self.merged_adapters.pop()
+        base.weight.data -= self.delta_weight(a).to(base.weight.dtype)
+        db = self.delta_bias(a)
+        if db is not None: base.bias.data -= db.to(base.bias.dtype)
 
 # %% ../nbs/00_core.ipynb #a32755c4
 @patch
@@ -786,6 +827,7 @@ class MixedBatch:
 
     def __repr__(self): return f"MixedBatch(n={self.n}, groups={[(a, r) for a, r in self.groups]})"
 
+# %% ../nbs/00_core.ipynb #26e783f7
 @functools.lru_cache(maxsize=64)
 def _mixed_batch(names: tuple) -> MixedBatch: return MixedBatch(names)
 
@@ -793,6 +835,7 @@ def mixed_batch(adapter_names) -> MixedBatch:
     "The (cached) `MixedBatch` of a list of per-row adapter names."
     return _mixed_batch(tuple(adapter_names))
 
+# %% ../nbs/00_core.ipynb #00fde7d6
 @patch
 def _check_mixed_batch(self: AdapterLayer, x, adapter_names):
     "Refuse a mixed batch that cannot be right: wrong length, or merged adapters."
@@ -857,47 +900,56 @@ class ModulesToSaveWrapper(nn.Module):
     def active_adapter(self): return self._active_adapter
     @property
     def disable_adapters(self): return self._disable_adapters
-    def enable_adapters(self, enabled: bool):
-        "On: the active copy trains; off: every copy is frozen (PEFT's `ModulesToSaveWrapper.enable_adapters`)."
-        self._disable_adapters = not enabled
-        for k, m in self.modules_to_save.items(): m.requires_grad_(enabled and k == self._active_adapter)
-
-    def set_adapter(self, adapter_names):
-        "Train and use the copy of the (single) given adapter; other copies freeze."
-        if isinstance(adapter_names, (list, tuple)):
-            present = [a for a in adapter_names if a in self.modules_to_save]
-            if len(present) > 1: raise ValueError(f"modules_to_save can use only one adapter at a time, got {present}.")
-            adapter_names = present[0] if present else None
-        for k, m in self.modules_to_save.items(): m.requires_grad_(k == adapter_names)
-        self._active_adapter = adapter_names if adapter_names in self.modules_to_save else None
-
-    def delete_adapter(self, adapter_name: str):
-        if adapter_name in self.modules_to_save: del self.modules_to_save[adapter_name]
-        if self._active_adapter == adapter_name: self._active_adapter = next(iter(self.modules_to_save), None)
-
-    def active_module(self) -> nn.Module:
-        if self._disable_adapters or self._active_adapter is None: return self.original_module
-        return self.modules_to_save[self._active_adapter]
-
-    def forward(self, *args, **kwargs):
-        adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is None or self._disable_adapters: return self.active_module()(*args, **kwargs)
-        return self._mixed_batch_forward(*args, adapter_names=adapter_names, **kwargs)
-
-    def _mixed_batch_forward(self, x, *args, adapter_names, **kwargs):
-        "Row i through the copy of adapter `adapter_names[i]` (the original module for '__base__' or no copy)."
-        if len(adapter_names) != len(x):
-            raise ValueError(f"adapter_names has {len(adapter_names)} entries but the input has {len(x)} rows.")
-        mb = mixed_batch(adapter_names)
-        pieces = [(self.modules_to_save[a] if a in self.modules_to_save else self.original_module)(xs, *args, **kwargs)
-                  for (a, _), xs in zip(mb.groups, mb.split(x))]
-        return mb.combine(pieces)
 
     def __getattr__(self, name):
         try: return super().__getattr__(name)
         except AttributeError:
             if name in ("original_module", "modules_to_save"): raise
             return getattr(self.active_module(), name)
+
+# %% ../nbs/00_core.ipynb #587630e4
+@patch
+def enable_adapters(self: ModulesToSaveWrapper, enabled: bool):
+    "On: the active copy trains; off: every copy is frozen (PEFT's `ModulesToSaveWrapper.enable_adapters`)."
+    self._disable_adapters = not enabled
+    for k, m in self.modules_to_save.items(): m.requires_grad_(enabled and k == self._active_adapter)
+
+@patch
+def set_adapter(self: ModulesToSaveWrapper, adapter_names):
+    "Train and use the copy of the (single) given adapter; other copies freeze."
+    if isinstance(adapter_names, (list, tuple)):
+        present = [a for a in adapter_names if a in self.modules_to_save]
+        if len(present) > 1: raise ValueError(f"modules_to_save can use only one adapter at a time, got {present}.")
+        adapter_names = present[0] if present else None
+    for k, m in self.modules_to_save.items(): m.requires_grad_(k == adapter_names)
+    self._active_adapter = adapter_names if adapter_names in self.modules_to_save else None
+
+@patch
+def delete_adapter(self: ModulesToSaveWrapper, adapter_name: str):
+    if adapter_name in self.modules_to_save: del self.modules_to_save[adapter_name]
+    if self._active_adapter == adapter_name: self._active_adapter = next(iter(self.modules_to_save), None)
+
+# %% ../nbs/00_core.ipynb #5b687417
+@patch
+def active_module(self: ModulesToSaveWrapper) -> nn.Module:
+    if self._disable_adapters or self._active_adapter is None: return self.original_module
+    return self.modules_to_save[self._active_adapter]
+
+@patch
+def forward(self: ModulesToSaveWrapper, *args, **kwargs):
+    adapter_names = kwargs.pop("adapter_names", None)
+    if adapter_names is None or self._disable_adapters: return self.active_module()(*args, **kwargs)
+    return self._mixed_batch_forward(*args, adapter_names=adapter_names, **kwargs)
+
+@patch
+def _mixed_batch_forward(self: ModulesToSaveWrapper, x, *args, adapter_names, **kwargs):
+    "Row i through the copy of adapter `adapter_names[i]` (the original module for '__base__' or no copy)."
+    if len(adapter_names) != len(x):
+        raise ValueError(f"adapter_names has {len(adapter_names)} entries but the input has {len(x)} rows.")
+    mb = mixed_batch(adapter_names)
+    pieces = [(self.modules_to_save[a] if a in self.modules_to_save else self.original_module)(xs, *args, **kwargs)
+              for (a, _), xs in zip(mb.groups, mb.split(x))]
+    return mb.combine(pieces)
 
 # %% ../nbs/00_core.ipynb #00d9b307
 def _paths_inside_adapter_layers(model: nn.Module) -> set[str]:
@@ -918,6 +970,7 @@ def _matches_ignoring_layers(config, key: str) -> bool:
     "Whether `key` is a target by name alone (before `layers_to_transform` filters it)."
     return not _match_list_or_regex(config.exclude_modules, key) and _match_list_or_regex(config.target_modules, key)
 
+# %% ../nbs/00_core.ipynb #86426158
 def _no_target_message(model: nn.Module, config, in_save: list, off_layers: list) -> str:
     "Why no module was adapted: all in modules_to_save, none in layers_to_transform, or no name matched."
     C = type(config).__name__
@@ -978,6 +1031,7 @@ def check_adapter_name(name, prefix: str = "") -> str: # prefix: the method's pa
                          f"as '{prefix}A.{name}' could not be told apart (PEFT warns of the same); {good}.")
     return name
 
+# %% ../nbs/00_core.ipynb #0149954e
 def _module_state(m: nn.Module) -> dict:
     return {k: (v, copy.copy(v) if isinstance(v, (dict, list, set)) else None) for k, v in vars(m).items()}
 
@@ -999,6 +1053,7 @@ def undo_on_failure(*roots: nn.Module):
         for p, g in grads: p.requires_grad_(g)
         raise
 
+# %% ../nbs/00_core.ipynb #9242f57e
 def _offloads(m: nn.Module) -> bool:
     "Whether accelerate keeps `m`'s weights off the device (an `_hf_hook` with `offload`, alone or in a SequentialHook)."
     h = getattr(m, "_hf_hook", None)
@@ -1041,248 +1096,299 @@ class BaseTuner(nn.Module):
             if name == "model": raise
             return getattr(self.model, name)
 
-    # --- what a method provides -------------------------------------------------
-    def _prepare_config(self, config, model):
-        config = resolve_target_modules(config, model, self.default_targets, self.method_name)
-        return expand_all_linear(config, model)
-    def layer_kwargs(self, config, key: str) -> dict:
-        "What this method's `update_layer` takes for the target at `key` (rank, dropout, init, ... after any pattern)."
-        raise NotImplementedError(f"{type(self).__name__} must define layer_kwargs(config, key).")
-    def new_layer(self, config, adapter_name: str, target: nn.Module, key: str, /, **kw) -> nn.Module:
-        "A new layer of this method around the plain module `target`; the default fits a linear target."
-        return self.layer_cls(target, adapter_name, fan_in_fan_out=linear_fan_in_fan_out(target, key, self.method_name), **kw)
-    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
-        "Create or update: add the adapter to a layer of this method, or wrap the plain module in a new one."
-        kw = self.layer_kwargs(config, current_key)
-        if isinstance(target, self.layer_cls): target.update_layer(adapter_name, **kw); return
-        if isinstance(target, AdapterLayer):
-            raise TypeError(f"{current_key!r} already holds a {type(target).__name__} adapter; one model takes one "
-                            f"method's adapters. Use a fresh base model for {self.method_name}.")
-        new = self.new_layer(config, adapter_name, target, current_key, **kw)
-        if is_linear_like(target) and hasattr(config, "fan_in_fan_out"):   # the saved config states the orientation
-            config.fan_in_fan_out = bool(getattr(new, "fan_in_fan_out", False))   # the layer type gave (as PEFT's)
-        setattr(parent, target_name, new)
-    def _check_new_adapter_config(self, config): pass
-    # checkpoint hooks (used by peftlab.io); the defaults fit methods whose tensors are saved as they are
-    def adapter_state_to_save(self, state: dict, adapter_name: str) -> dict:
-        "Adjust the file tensors of `adapter_name` before saving (e.g. AdaLoRA slices pruned ranks)."
-        return state
-    def config_to_save(self, d: dict, adapter_name: str) -> dict:
-        "Adjust the JSON config of `adapter_name` before saving."
-        return d
-    def prepare_to_load(self, adapter_name: str):
-        "Reshape the freshly injected adapter to fit the checkpoint about to be loaded."
-    def adapter_state_from_file(self, state: dict, adapter_name: str) -> dict:
-        "Consume method-specific file tensors; return the rest in standard file keys."
-        return state
-    def generate(self, *args, **kwargs):
-        "The base model's `generate` (prompt methods add their virtual tokens here)."
-        return self.model.generate(*args, **kwargs)
-
-    # --- mixed-adapter batches ---------------------------------------------------
-    @contextlib.contextmanager
-    def _enable_peft_forward_hooks(self, *args, **kwargs):
-        "Inside: every adapter wrapper receives `adapter_names` (one adapter per input row), as in PEFT."
-        adapter_names = kwargs.get("adapter_names")
-        if adapter_names is None: yield; return
-        if isinstance(adapter_names, str):
-            raise TypeError(f"adapter_names must be a list with one adapter name per row, not the string {adapter_names!r}.")
-        names = list(adapter_names)
-        unknown = sorted({a for a in names if a != "__base__" and a not in self.peft_config})
-        if unknown:
-            raise ValueError(f"adapter_names mentions unknown adapter(s) {unknown}; this model has "
-                             f"{sorted(self.peft_config)} (and '__base__' for no adapter).")
-        wrappers = [m for m in self.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
-        unsupported = sorted({type(m).__name__ for m in wrappers if isinstance(m, AdapterLayer) and not m.supports_mixed_batch})
-        if unsupported or not wrappers:
-            raise ValueError(f"Mixed-adapter batches (adapter_names=...) work with adapters in the model's layers; this model's "
-                             f"{self.method_name} {'layers ' + str(unsupported) if unsupported else 'adapters'} "
-                             f"do not support them. Run one adapter at a time with set_adapter(name).")
-        ckpt = next((getattr(self.model, a) for a in ("is_activation_checkpointing", "is_gradient_checkpointing")
-                     if hasattr(type(self.model), a)), False)
-        if self.model.training and ckpt:
-            raise ValueError("adapter_names cannot be used for training with gradient checkpointing (the recomputed "
-                             "forward would run without them); call gradient_checkpointing_disable() first.")
-        beams = kwargs.get("num_beams")
-        rows = [a for a in names for _ in range(beams)] if isinstance(beams, int) and beams > 1 else names
-        def inject(names):
-            def hook(module, args, kw): return args, {**kw, "adapter_names": names}
-            return hook
-        handles = []
-        try:
-            for m in wrappers: handles.append(m.register_forward_pre_hook(inject(rows), with_kwargs=True))
-            get_encoder = getattr(self.model, "get_encoder", None)
-            encoder = get_encoder() if rows is not names and callable(get_encoder) else None
-            if encoder is not None and encoder is not self.model:   # beam search: the encoder sees the original rows
-                for m in encoder.modules():
-                    if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)):
-                        handles.append(m.register_forward_pre_hook(inject(names), with_kwargs=True))
-            yield
-        finally:
-            for h in handles: h.remove()
-
-    # --- injection --------------------------------------------------------------
-    def safe_inject_adapter(self, model: nn.Module, adapter_name: str, config):
-        "`inject_adapter` after checking the name and the config against the model; a failure leaves both untouched."
-        check_adapter_name(adapter_name, self.prefix)
-        if not isinstance(config, PeftConfig):
-            raise TypeError(f"The config of adapter {adapter_name!r} must be a peftlab config such as LoraConfig(...), "
-                            f"got a {type(config).__name__}.")
-        config.check_model(model)
-        with undo_on_failure(self, model): self.inject_adapter(model, adapter_name, config)
-
-    def inject_adapter(self, model: nn.Module, adapter_name: str, config):
-        "Add adapter `adapter_name`: the bookkeeping every method shares around the method's `_add_adapter_modules`."
-        config = copy.deepcopy(config)
-        prepare_layer_libraries(model, trainable=not config.inference_mode)
-        config = self._prepare_config(config, model)
-        full = self.peft_config          # a method checks the new config against the OTHER adapters (a re-injection
-        self.peft_config = {n: c for n, c in full.items() if n != adapter_name}   # replaces its own entry)
-        try: self._check_new_adapter_config(config)
-        finally: self.peft_config = full
-        self.peft_config[adapter_name] = config
-        try: self._add_adapter_modules(model, adapter_name, config)
-        except BaseException: del self.peft_config[adapter_name]; raise
-        self._set_modules_to_save(model, config, adapter_name)
-        self.set_adapter(self.active_adapter or adapter_name)  # a new adapter stays inactive unless it is the active one
-        self._mark_only_adapters_as_trainable(model)
-        if config.inference_mode: self._freeze_adapter(adapter_name)
-
-    def _add_adapter_modules(self, model: nn.Module, adapter_name: str, config):
-        "Create or update the adapter in every target of `config` (a prompt method builds its encoder instead)."
-        inside = _paths_inside_adapter_layers(model)
-        save = set(config.modules_to_save or [])
-        matched, in_save, off_layers = [], [], []
-        for key, _ in list(model.named_modules()):
-            if not key or key in inside: continue
-            if not check_target_module_exists(config, key):
-                if config.layers_to_transform is not None and _matches_ignoring_layers(config, key): off_layers.append(key)
-                continue
-            if save and any(re.match(rf"(^|.*\.){re.escape(s)}($|\..*)", key) for s in save): in_save.append(key); continue
-            parent, target, target_name = get_submodules(model, key)
-            check_not_offloaded(model, key, target)
-            self._create_and_replace(config, adapter_name, target, target_name, parent, current_key=key)
-            matched.append(key)
-        if not matched: raise ValueError(_no_target_message(model, config, in_save, off_layers))
-        self.targeted_module_names = sorted(set(getattr(self, "targeted_module_names", [])) | set(matched))
-
-    def _set_modules_to_save(self, model, config, adapter_name):
-        for name in config.modules_to_save or []:
-            for key, m in list(model.named_modules()):
-                if not key.endswith(name) or key in _paths_inside_adapter_layers(model): continue
-                if isinstance(m, AdapterLayer): continue
-                parent, target, tname = get_submodules(model, key)
-                if isinstance(target, ModulesToSaveWrapper): target.update(adapter_name)
-                else: setattr(parent, tname, ModulesToSaveWrapper(target, adapter_name))
-
-    def _mark_only_adapters_as_trainable(self, model: nn.Module):
-        "Freeze everything but adapter tensors (and biases, per each config's `bias`)."
-        for p in model.parameters(): p.requires_grad_(False)
-        for m in model.modules():
-            if isinstance(m, AdapterLayer):
-                for a in m.active_adapters:
-                    for attr in m.adapter_layer_names:
-                        d = getattr(m, attr)
-                        if a in d: d[a].requires_grad_(True)
-            elif isinstance(m, ModulesToSaveWrapper) and m.active_adapter is not None:
-                m.modules_to_save[m.active_adapter].requires_grad_(True)
-        for name in self._as_list(self.active_adapter):
-            bias = getattr(self.peft_config.get(name), "bias", "none")
-            if bias == "all":
-                for n, p in model.named_parameters():
-                    if n.endswith(".bias") or n == "bias": p.requires_grad_(True)
-            elif bias == getattr(self.peft_config.get(name), "layer_bias_mode", None):   # the method's own mode
-                for m in model.modules():
-                    if isinstance(m, AdapterLayer) and getattr(m.get_base_layer(), "bias", None) is not None:
-                        m.get_base_layer().bias.requires_grad_(True)
-
-    def _freeze_adapter(self, adapter_name):
-        for m in self.model.modules():
-            if isinstance(m, AdapterLayer):
-                for attr in m.adapter_layer_names:
-                    d = getattr(m, attr)
-                    if adapter_name in d: d[adapter_name].requires_grad_(False)
-            elif isinstance(m, ModulesToSaveWrapper) and adapter_name in m.modules_to_save:
-                m.modules_to_save[adapter_name].requires_grad_(False)
-
     @staticmethod
     def _as_list(a): return [a] if isinstance(a, str) else list(a)
 
-    # --- adapter bookkeeping ----------------------------------------------------
-    @property
-    def active_adapters(self) -> list[str]: return self._as_list(self.active_adapter)
+# %% ../nbs/00_core.ipynb #9bca17b4
+@patch
+def _prepare_config(self: BaseTuner, config, model):
+    config = resolve_target_modules(config, model, self.default_targets, self.method_name)
+    return expand_all_linear(config, model)
 
-    def _check_known(self, names, what="adapter"):
-        for n in self._as_list(names):
-            if n not in self.peft_config:
-                raise ValueError(f"Unknown {what} {n!r}; this model has adapters {sorted(self.peft_config)}.")
+@patch
+def layer_kwargs(self: BaseTuner, config, key: str) -> dict:
+    "What this method's `update_layer` takes for the target at `key` (rank, dropout, init, ... after any pattern)."
+    raise NotImplementedError(f"{type(self).__name__} must define layer_kwargs(config, key).")
 
-    def set_adapter(self, adapter_name: Union[str, list[str]]):
-        "Activate `adapter_name` (or several) in every wrapper; only active adapters train."
-        self._check_known(adapter_name)
-        for m in self.model.modules():
-            if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)):
-                if isinstance(m, AdapterLayer) and m.merged:
-                    warnings.warn("Adapters were merged; unmerging before switching adapters."); m.unmerge()
-                m.set_adapter(adapter_name)
-        self.active_adapter = adapter_name
+@patch_to(BaseTuner)   # `self` is positional-only here, which nbdev's index reads only with patch_to
+def new_layer(self, config, adapter_name: str, target: nn.Module, key: str, /, **kw) -> nn.Module:
+    "A new layer of this method around the plain module `target`; the default fits a linear target."
+    return self.layer_cls(target, adapter_name, fan_in_fan_out=linear_fan_in_fan_out(target, key, self.method_name), **kw)
 
-    def enable_adapter_layers(self):  self._set_adapter_layers(True)
-    def disable_adapter_layers(self): self._set_adapter_layers(False)
-    def _set_adapter_layers(self, enabled: bool):
-        for m in self.model.modules():
-            if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)): m.enable_adapters(enabled)
+@patch
+def _create_and_replace(self: BaseTuner, config, adapter_name, target, target_name, parent, current_key):
+    "Create or update: add the adapter to a layer of this method, or wrap the plain module in a new one."
+    kw = self.layer_kwargs(config, current_key)
+    if isinstance(target, self.layer_cls): target.update_layer(adapter_name, **kw); return
+    if isinstance(target, AdapterLayer):
+        raise TypeError(f"{current_key!r} already holds a {type(target).__name__} adapter; one model takes one "
+                        f"method's adapters. Use a fresh base model for {self.method_name}.")
+    new = self.new_layer(config, adapter_name, target, current_key, **kw)
+    if is_linear_like(target) and hasattr(config, "fan_in_fan_out"):   # the saved config states the orientation
+        config.fan_in_fan_out = bool(getattr(new, "fan_in_fan_out", False))   # the layer type gave (as PEFT's)
+    setattr(parent, target_name, new)
 
-    def delete_adapter(self, adapter_name: str):
-        "Remove adapter `adapter_name` from every wrapper and from `peft_config`."
-        self._check_known(adapter_name)
-        del self.peft_config[adapter_name]
-        for m in self.model.modules():
-            if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)): m.delete_adapter(adapter_name)
-        rest = [a for a in self.active_adapters if a != adapter_name] or list(self.peft_config)[:1]
-        if rest: self.set_adapter(rest[0] if len(rest) == 1 else rest)
-        else: self.active_adapter = []
+@patch
+def _check_new_adapter_config(self: BaseTuner, config): pass
 
-    def merge_adapter(self, adapter_names: Optional[list[str]] = None, safe_merge: bool = False):
-        "Merge the active (or given) adapters into the base weights; adapters stay in place."
-        for m in self.model.modules():
-            if isinstance(m, AdapterLayer): m.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+# %% ../nbs/00_core.ipynb #bba3c052
+@patch
+def safe_inject_adapter(self: BaseTuner, model: nn.Module, adapter_name: str, config):
+    "`inject_adapter` after checking the name and the config against the model; a failure leaves both untouched."
+    check_adapter_name(adapter_name, self.prefix)
+    if not isinstance(config, PeftConfig):
+        raise TypeError(f"The config of adapter {adapter_name!r} must be a peftlab config such as LoraConfig(...), "
+                        f"got a {type(config).__name__}.")
+    config.check_model(model)
+    with undo_on_failure(self, model): self.inject_adapter(model, adapter_name, config)
 
-    def unmerge_adapter(self):
-        "Undo `merge_adapter`."
-        for m in self.model.modules():
-            if isinstance(m, AdapterLayer): m.unmerge()
+@patch
+def inject_adapter(self: BaseTuner, model: nn.Module, adapter_name: str, config):
+    "Add adapter `adapter_name`: the bookkeeping every method shares around the method's `_add_adapter_modules`."
+    config = copy.deepcopy(config)
+    prepare_layer_libraries(model, trainable=not config.inference_mode)
+    config = self._prepare_config(config, model)
+    full = self.peft_config          # a method checks the new config against the OTHER adapters (a re-injection
+    self.peft_config = {n: c for n, c in full.items() if n != adapter_name}   # replaces its own entry)
+    try: self._check_new_adapter_config(config)
+    finally: self.peft_config = full
+    self.peft_config[adapter_name] = config
+    try: self._add_adapter_modules(model, adapter_name, config)
+    except BaseException: del self.peft_config[adapter_name]; raise
+    self._set_modules_to_save(model, config, adapter_name)
+    self.set_adapter(self.active_adapter or adapter_name)  # a new adapter stays inactive unless it is the active one
+    self._mark_only_adapters_as_trainable(model)
+    if config.inference_mode: self._freeze_adapter(adapter_name)
 
-    def _unload_and_optionally_merge(self, merge=True, safe_merge=False, adapter_names=None, progressbar=False):
-        keys = [k for k, m in self.model.named_modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
-        outer = [k for k in keys if not any(k.startswith(o + ".") for o in keys if o != k)]
-        it = outer
-        if progressbar:
-            from tqdm.auto import tqdm
-            it = tqdm(outer, desc="Unloading" + (" and merging" if merge else ""))
-        for key in it:
-            parent, target, name = get_submodules(self.model, key)
-            if isinstance(target, AdapterLayer):
-                if merge: target.merge(safe_merge=safe_merge, adapter_names=adapter_names)
-                else: target.unmerge()
-                setattr(parent, name, target.get_base_layer())
-            else:
-                setattr(parent, name, target.active_module() if merge else target.original_module)
-        for n, p in self.model.named_parameters():
-            if n in self._requires_grad: p.requires_grad_(self._requires_grad[n])
-        if self.model.__dict__.get("_peftlab_input_grads") and hasattr(self.model, "disable_input_require_grads"):
-            self.model.disable_input_require_grads()
-        for attr in ("peft_config", "_peftlab_requires_grad", "_peftlab_input_grads"):
-            if attr in self.model.__dict__: object.__delattr__(self.model, attr)
-        return self.model
+# %% ../nbs/00_core.ipynb #ef487369
+@patch
+def _add_adapter_modules(self: BaseTuner, model: nn.Module, adapter_name: str, config):
+    "Create or update the adapter in every target of `config` (a prompt method builds its encoder instead)."
+    inside = _paths_inside_adapter_layers(model)
+    save = set(config.modules_to_save or [])
+    matched, in_save, off_layers = [], [], []
+    for key, _ in list(model.named_modules()):
+        if not key or key in inside: continue
+        if not check_target_module_exists(config, key):
+            if config.layers_to_transform is not None and _matches_ignoring_layers(config, key): off_layers.append(key)
+            continue
+        if save and any(re.match(rf"(^|.*\.){re.escape(s)}($|\..*)", key) for s in save): in_save.append(key); continue
+        parent, target, target_name = get_submodules(model, key)
+        check_not_offloaded(model, key, target)
+        self._create_and_replace(config, adapter_name, target, target_name, parent, current_key=key)
+        matched.append(key)
+    if not matched: raise ValueError(_no_target_message(model, config, in_save, off_layers))
+    self.targeted_module_names = sorted(set(getattr(self, "targeted_module_names", [])) | set(matched))
 
-    def merge_and_unload(self, progressbar: bool = False, safe_merge: bool = False, adapter_names=None) -> nn.Module:
-        "Merge adapters into the weights and return the bare base model."
-        return self._unload_and_optionally_merge(True, safe_merge, adapter_names, progressbar)
+@patch
+def _set_modules_to_save(self: BaseTuner, model, config, adapter_name):
+    for name in config.modules_to_save or []:
+        for key, m in list(model.named_modules()):
+            if not key.endswith(name) or key in _paths_inside_adapter_layers(model): continue
+            if isinstance(m, AdapterLayer): continue
+            parent, target, tname = get_submodules(model, key)
+            if isinstance(target, ModulesToSaveWrapper): target.update(adapter_name)
+            else: setattr(parent, tname, ModulesToSaveWrapper(target, adapter_name))
 
-    def unload(self) -> nn.Module:
-        "Remove all adapters without merging and return the original base model."
-        return self._unload_and_optionally_merge(merge=False)
+# %% ../nbs/00_core.ipynb #d933db3b
+@patch
+def _mark_only_adapters_as_trainable(self: BaseTuner, model: nn.Module):
+    "Freeze everything but adapter tensors (and biases, per each config's `bias`)."
+    for p in model.parameters(): p.requires_grad_(False)
+    for m in model.modules():
+        if isinstance(m, AdapterLayer):
+            for a in m.active_adapters:
+                for attr in m.adapter_layer_names:
+                    d = getattr(m, attr)
+                    if a in d: d[a].requires_grad_(True)
+        elif isinstance(m, ModulesToSaveWrapper) and m.active_adapter is not None:
+            m.modules_to_save[m.active_adapter].requires_grad_(True)
+    for name in self._as_list(self.active_adapter):
+        bias = getattr(self.peft_config.get(name), "bias", "none")
+        if bias == "all":
+            for n, p in model.named_parameters():
+                if n.endswith(".bias") or n == "bias": p.requires_grad_(True)
+        elif bias == getattr(self.peft_config.get(name), "layer_bias_mode", None):   # the method's own mode
+            for m in model.modules():
+                if isinstance(m, AdapterLayer) and getattr(m.get_base_layer(), "bias", None) is not None:
+                    m.get_base_layer().bias.requires_grad_(True)
+
+@patch
+def _freeze_adapter(self: BaseTuner, adapter_name):
+    for m in self.model.modules():
+        if isinstance(m, AdapterLayer):
+            for attr in m.adapter_layer_names:
+                d = getattr(m, attr)
+                if adapter_name in d: d[adapter_name].requires_grad_(False)
+        elif isinstance(m, ModulesToSaveWrapper) and adapter_name in m.modules_to_save:
+            m.modules_to_save[adapter_name].requires_grad_(False)
+
+# %% ../nbs/00_core.ipynb #61833763
+@patch(as_prop=True)
+def active_adapters(self: BaseTuner) -> list[str]: return self._as_list(self.active_adapter)
+
+@patch
+def _check_known(self: BaseTuner, names, what="adapter"):
+    for n in self._as_list(names):
+        if n not in self.peft_config:
+            raise ValueError(f"Unknown {what} {n!r}; this model has adapters {sorted(self.peft_config)}.")
+
+@patch
+def set_adapter(self: BaseTuner, adapter_name: Union[str, list[str]]):
+    "Activate `adapter_name` (or several) in every wrapper; only active adapters train."
+    self._check_known(adapter_name)
+    for m in self.model.modules():
+        if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)):
+            if isinstance(m, AdapterLayer) and m.merged:
+                warnings.warn("Adapters were merged; unmerging before switching adapters."); m.unmerge()
+            m.set_adapter(adapter_name)
+    self.active_adapter = adapter_name
+
+@patch
+def enable_adapter_layers(self: BaseTuner):  self._set_adapter_layers(True)
+
+@patch
+def disable_adapter_layers(self: BaseTuner): self._set_adapter_layers(False)
+
+@patch
+def _set_adapter_layers(self: BaseTuner, enabled: bool):
+    for m in self.model.modules():
+        if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)): m.enable_adapters(enabled)
+
+# %% ../nbs/00_core.ipynb #e4f87e58
+@patch
+def delete_adapter(self: BaseTuner, adapter_name: str):
+    "Remove adapter `adapter_name` from every wrapper and from `peft_config`."
+    self._check_known(adapter_name)
+    del self.peft_config[adapter_name]
+    for m in self.model.modules():
+        if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)): m.delete_adapter(adapter_name)
+    rest = [a for a in self.active_adapters if a != adapter_name] or list(self.peft_config)[:1]
+    if rest: self.set_adapter(rest[0] if len(rest) == 1 else rest)
+    else: self.active_adapter = []
+
+# %% ../nbs/00_core.ipynb #89c9e693
+@patch
+def merge_adapter(self: BaseTuner, adapter_names: Optional[list[str]] = None, safe_merge: bool = False):
+    "Merge the active (or given) adapters into the base weights; adapters stay in place."
+    for m in self.model.modules():
+        if isinstance(m, AdapterLayer): m.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+
+@patch
+def unmerge_adapter(self: BaseTuner):
+    "Undo `merge_adapter`."
+    for m in self.model.modules():
+        if isinstance(m, AdapterLayer): m.unmerge()
+
+# %% ../nbs/00_core.ipynb #c092b1c6
+@patch
+def _unload_and_optionally_merge(self: BaseTuner, merge=True, safe_merge=False, adapter_names=None, progressbar=False):
+    keys = [k for k, m in self.model.named_modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    outer = [k for k in keys if not any(k.startswith(o + ".") for o in keys if o != k)]
+    it = outer
+    if progressbar:
+        from tqdm.auto import tqdm
+        it = tqdm(outer, desc="Unloading" + (" and merging" if merge else ""))
+    for key in it:
+        parent, target, name = get_submodules(self.model, key)
+        if isinstance(target, AdapterLayer):
+            if merge: target.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+            else: target.unmerge()
+            setattr(parent, name, target.get_base_layer())
+        else:
+            setattr(parent, name, target.active_module() if merge else target.original_module)
+    for n, p in self.model.named_parameters():
+        if n in self._requires_grad: p.requires_grad_(self._requires_grad[n])
+    if self.model.__dict__.get("_peftlab_input_grads") and hasattr(self.model, "disable_input_require_grads"):
+        self.model.disable_input_require_grads()
+    for attr in ("peft_config", "_peftlab_requires_grad", "_peftlab_input_grads"):
+        if attr in self.model.__dict__: object.__delattr__(self.model, attr)
+    return self.model
+
+@patch
+def merge_and_unload(self: BaseTuner, progressbar: bool = False, safe_merge: bool = False, adapter_names=None) -> nn.Module:
+    "Merge adapters into the weights and return the bare base model."
+    return self._unload_and_optionally_merge(True, safe_merge, adapter_names, progressbar)
+
+@patch
+def unload(self: BaseTuner) -> nn.Module:
+    "Remove all adapters without merging and return the original base model."
+    return self._unload_and_optionally_merge(merge=False)
+
+# %% ../nbs/00_core.ipynb #d6c8160c
+@patch
+def _mixed_batch_wrappers(self: BaseTuner, adapter_names) -> tuple[list, list]:
+    "`(names, wrappers)`: the per-row names as a list and the adapter wrappers that will receive them, after refusing a string, unknown names, layers without mixed batches and training under gradient checkpointing."
+    if isinstance(adapter_names, str):
+        raise TypeError(f"adapter_names must be a list with one adapter name per row, not the string {adapter_names!r}.")
+    names = list(adapter_names)
+    unknown = sorted({a for a in names if a != "__base__" and a not in self.peft_config})
+    if unknown:
+        raise ValueError(f"adapter_names mentions unknown adapter(s) {unknown}; this model has "
+                         f"{sorted(self.peft_config)} (and '__base__' for no adapter).")
+    wrappers = [m for m in self.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    unsupported = sorted({type(m).__name__ for m in wrappers if isinstance(m, AdapterLayer) and not m.supports_mixed_batch})
+    if unsupported or not wrappers:
+        raise ValueError(f"Mixed-adapter batches (adapter_names=...) work with adapters in the model's layers; this model's "
+                         f"{self.method_name} {'layers ' + str(unsupported) if unsupported else 'adapters'} "
+                         f"do not support them. Run one adapter at a time with set_adapter(name).")
+    ckpt = next((getattr(self.model, a) for a in ("is_activation_checkpointing", "is_gradient_checkpointing")
+                 if hasattr(type(self.model), a)), False)
+    if self.model.training and ckpt:
+        raise ValueError("adapter_names cannot be used for training with gradient checkpointing (the recomputed "
+                         "forward would run without them); call gradient_checkpointing_disable() first.")
+    return names, wrappers
+
+# %% ../nbs/00_core.ipynb #b9317460
+@patch_to(BaseTuner)   # not `patch`: the context-manager wrapper's globals are contextlib's, where `BaseTuner` is unknown
+@contextlib.contextmanager
+def _enable_peft_forward_hooks(self, *args, **kwargs):
+    "Inside: every adapter wrapper receives `adapter_names` (one adapter per input row), as in PEFT."
+    adapter_names = kwargs.get("adapter_names")
+    if adapter_names is None: yield; return
+    names, wrappers = self._mixed_batch_wrappers(adapter_names)
+    beams = kwargs.get("num_beams")
+    rows = [a for a in names for _ in range(beams)] if isinstance(beams, int) and beams > 1 else names
+    def inject(names):
+        def hook(module, args, kw): return args, {**kw, "adapter_names": names}
+        return hook
+    handles = []
+    try:
+        for m in wrappers: handles.append(m.register_forward_pre_hook(inject(rows), with_kwargs=True))
+        get_encoder = getattr(self.model, "get_encoder", None)
+        encoder = get_encoder() if rows is not names and callable(get_encoder) else None
+        if encoder is not None and encoder is not self.model:   # beam search: the encoder sees the original rows
+            for m in encoder.modules():
+                if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)):
+                    handles.append(m.register_forward_pre_hook(inject(names), with_kwargs=True))
+        yield
+    finally:
+        for h in handles: h.remove()
+
+# %% ../nbs/00_core.ipynb #d5f1083d
+@patch
+def adapter_state_to_save(self: BaseTuner, state: dict, adapter_name: str) -> dict:
+    "Adjust the file tensors of `adapter_name` before saving (e.g. AdaLoRA slices pruned ranks)."
+    return state
+
+@patch
+def config_to_save(self: BaseTuner, d: dict, adapter_name: str) -> dict:
+    "Adjust the JSON config of `adapter_name` before saving."
+    return d
+
+@patch
+def prepare_to_load(self: BaseTuner, adapter_name: str):
+    "Reshape the freshly injected adapter to fit the checkpoint about to be loaded."
+
+@patch
+def adapter_state_from_file(self: BaseTuner, state: dict, adapter_name: str) -> dict:
+    "Consume method-specific file tensors; return the rest in standard file keys."
+    return state
+
+@patch
+def generate(self: BaseTuner, *args, **kwargs):
+    "The base model's `generate` (prompt methods add their virtual tokens here)."
+    return self.model.generate(*args, **kwargs)
 
 # %% ../nbs/00_core.ipynb #b4b45741
 PEFT_TYPE_TO_CONFIG_MAPPING: dict = {}

@@ -25,12 +25,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 # %% ../nbs/01_model.ipynb #d2e73880
-def _has_input_grads_hook(model) -> bool:
-    "Whether transformers' own input-grad hook is installed (transformers ≥ 5 adds it when checkpointing is enabled)."
-    h = getattr(model, "_require_grads_hook", None)
-    try: return h is not None and h.id in model.get_input_embeddings()._forward_hooks
-    except Exception: return False
-
 class PeftModel(nn.Module):
     "A model with PEFT adapters: the base model's forward plus the active adapters."
     def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default",
@@ -44,59 +38,6 @@ class PeftModel(nn.Module):
         if not autocast_adapter_dtype: self._cast_adapters_to_base_dtype()
         self._prepare_for_gradient_checkpointing(model)
         self._set_forward_signature(model)
-
-    def _cast_adapters_to_base_dtype(self, adapter_name: Optional[str] = None):
-        "Keep adapter tensors (all, or those of `adapter_name`) in the base weight's dtype (autocast_adapter_dtype=False)."
-        for m in self.base_model.model.modules():
-            if isinstance(m, AdapterLayer):
-                dt = m.get_base_layer().weight.dtype
-                if not dt.is_floating_point: continue
-                for attr in m.adapter_layer_names:
-                    for a, t in getattr(m, attr).items():
-                        if adapter_name not in (None, a): continue
-                        if isinstance(t, nn.Parameter): t.data = t.data.to(dt)
-                        else: t.to(dt)                      # a module casts its own parameters in place
-
-    @staticmethod
-    def _prepare_for_gradient_checkpointing(model):
-        # Frozen embeddings give outputs without grad; with (reentrant) checkpointing the adapters above would
-        # then get no gradient. Making the embedding output require grad fixes that, as PEFT does -- and, as in
-        # PEFT, only when checkpointing is on: otherwise the hook only costs time and memory (1-3 %, bench/).
-        # Turning checkpointing on later through the PeftModel installs it then (gradient_checkpointing_enable).
-        if model.__dict__.get("_peftlab_input_grads") or _has_input_grads_hook(model): return
-        if not any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules()): return
-        if hasattr(model, "enable_input_require_grads") and hasattr(model, "get_input_embeddings"):
-            try:
-                model.enable_input_require_grads()
-                object.__setattr__(model, "_peftlab_input_grads", True)   # unload() removes the hook again
-            except (NotImplementedError, AttributeError): pass
-
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Optional[dict] = None, **kwargs):
-        "Turn on the base model's activation checkpointing, with the input-grad hook reentrant checkpointing needs."
-        base = self.get_base_model()
-        if not hasattr(base, "gradient_checkpointing_enable"):
-            raise AttributeError(f"{type(base).__name__} has no gradient_checkpointing_enable(); activation "
-                                 f"checkpointing needs a transformers PreTrainedModel.")
-        if gradient_checkpointing_kwargs is not None: kwargs["gradient_checkpointing_kwargs"] = gradient_checkpointing_kwargs
-        base.gradient_checkpointing_enable(**kwargs)
-        self._prepare_for_gradient_checkpointing(base)
-
-    def activation_checkpointing_enable(self, *args, **kwargs):
-        "transformers ≥ 5's name for `gradient_checkpointing_enable`, with the same input-grad hook."
-        base = self.get_base_model()
-        if not hasattr(base, "activation_checkpointing_enable"): return self.gradient_checkpointing_enable(*args, **kwargs)
-        base.activation_checkpointing_enable(*args, **kwargs)
-        self._prepare_for_gradient_checkpointing(base)
-
-    def _set_forward_signature(self, model):
-        # Trainer keeps only the dataset columns named in `model.forward`'s signature: show the base model's.
-        try: sig = inspect.signature(model.forward)
-        except (TypeError, ValueError): return
-        def forward(self, *args, **kwargs): return type(self).forward(self, *args, **kwargs)
-        forward.__signature__ = sig.replace(parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
-                                                        *sig.parameters.values()])
-        forward.__doc__ = type(self).forward.__doc__
-        self.__dict__["forward"] = types.MethodType(forward, self)
 
     def __getattr__(self, name: str):
         try: return super().__getattr__(name)
@@ -114,104 +55,69 @@ class PeftModel(nn.Module):
     @property
     def active_peft_config(self) -> PeftConfig: return self.peft_config[self.active_adapter]
 
-    def _enable_peft_forward_hooks(self, *args, **kwargs):
-        "The tuner's context for the special forward arguments (`adapter_names`: one adapter per row), if any."
-        hooks = getattr(self.base_model, "_enable_peft_forward_hooks", None)
-        if hooks is None or kwargs.get("adapter_names") is None: return contextlib.nullcontext()
-        return hooks(*args, **kwargs)
-
-    def forward(self, *args, **kwargs):
-        "Run the base model with the active adapters (`adapter_names=[...]`: a mixed-adapter batch, see `02_lora`)."
-        with self._enable_peft_forward_hooks(*args, **kwargs):
-            kwargs = {k: v for k, v in kwargs.items() if k not in self.special_peft_forward_args}
-            return self.base_model(*args, **kwargs)
-
     def get_base_model(self) -> nn.Module:
         "The wrapped transformers / torch model (with adapter layers in place)."
         return self.base_model.model
 
-    def generate(self, *args, **kwargs):
-        "`generate` of the base model, with the active adapters (or `adapter_names=[...]`, one per row)."
-        with self._enable_peft_forward_hooks(*args, **kwargs):
-            kwargs = {k: v for k, v in kwargs.items() if k not in self.special_peft_forward_args}
-            return self.base_model.generate(*args, **kwargs)
+# %% ../nbs/01_model.ipynb #86df3c28
+@patch
+def _set_forward_signature(self: PeftModel, model):
+    # Trainer keeps only the dataset columns named in `model.forward`'s signature: show the base model's.
+    try: sig = inspect.signature(model.forward)
+    except (TypeError, ValueError): return
+    def forward(self, *args, **kwargs): return type(self).forward(self, *args, **kwargs)
+    forward.__signature__ = sig.replace(parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
+                                                    *sig.parameters.values()])
+    forward.__doc__ = type(self).forward.__doc__
+    self.__dict__["forward"] = types.MethodType(forward, self)
 
-    def get_nb_trainable_parameters(self) -> tuple[int, int]:
-        "`(trainable, all)` parameters, counted as PEFT counts them."
-        return count_parameters(self)
+# %% ../nbs/01_model.ipynb #0160fbb3
+@patch
+def _cast_adapters_to_base_dtype(self: PeftModel, adapter_name: Optional[str] = None):
+    "Keep adapter tensors (all, or those of `adapter_name`) in the base weight's dtype (autocast_adapter_dtype=False)."
+    for m in self.base_model.model.modules():
+        if isinstance(m, AdapterLayer):
+            dt = m.get_base_layer().weight.dtype
+            if not dt.is_floating_point: continue
+            for attr in m.adapter_layer_names:
+                for a, t in getattr(m, attr).items():
+                    if adapter_name not in (None, a): continue
+                    if isinstance(t, nn.Parameter): t.data = t.data.to(dt)
+                    else: t.to(dt)                      # a module casts its own parameters in place
 
-    def print_trainable_parameters(self):
-        "Print trainable and total parameters in PEFT's format."
-        t, a = self.get_nb_trainable_parameters()
-        print(f"trainable params: {t:,d} || all params: {a:,d} || trainable%: {100 * t / a:.4f}")
+# %% ../nbs/01_model.ipynb #3fe8021a
+def _has_input_grads_hook(model) -> bool:
+    "Whether transformers' own input-grad hook is installed (transformers ≥ 5 adds it when checkpointing is enabled)."
+    h = getattr(model, "_require_grads_hook", None)
+    try: return h is not None and h.id in model.get_input_embeddings()._forward_hooks
+    except Exception: return False
 
-    def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False,
-                    autocast_adapter_dtype: bool = True): # False: the adapter in the base weights' dtype (PEFT's flag)
-        "Add a new, inactive adapter `adapter_name`; use `set_adapter` to switch to it (a failure changes nothing)."
-        check_adapter_name(adapter_name, getattr(self.base_model, "prefix", ""))
-        if not isinstance(peft_config, PeftConfig):
-            raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
-        if adapter_name in self.peft_config:
-            raise ValueError(f"An adapter named {adapter_name!r} already exists (adapters: {sorted(self.peft_config)}); "
-                             f"pick a new name, or delete_adapter({adapter_name!r}) first.")
-        if peft_config.peft_type != self.peft_type:
-            raise ValueError(f"Cannot add a {peft_config.peft_type.value} adapter to a {self.peft_type.value} model; "
-                             f"all adapters of one PeftModel use the same method.")
-        self._prepare_adapter_config(peft_config)
-        self.base_model.safe_inject_adapter(self.base_model.model, adapter_name, peft_config)
-        if not autocast_adapter_dtype: self._cast_adapters_to_base_dtype(adapter_name)
+def _prepare_for_gradient_checkpointing(model):
+    # Frozen embeddings give outputs without grad; with (reentrant) checkpointing the adapters above would
+    # then get no gradient. Making the embedding output require grad fixes that, as PEFT does -- and, as in
+    # PEFT, only when checkpointing is on: otherwise the hook only costs time and memory (1-3 %, bench/).
+    # Turning checkpointing on later through the PeftModel installs it then (gradient_checkpointing_enable).
+    if model.__dict__.get("_peftlab_input_grads") or _has_input_grads_hook(model): return
+    if not any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules()): return
+    if hasattr(model, "enable_input_require_grads") and hasattr(model, "get_input_embeddings"):
+        try:
+            model.enable_input_require_grads()
+            object.__setattr__(model, "_peftlab_input_grads", True)   # unload() removes the hook again
+        except (NotImplementedError, AttributeError): pass
 
-    def _prepare_adapter_config(self, peft_config):
-        "Hook for task-specific additions (e.g. the classifier head for SEQ_CLS)."
-        return peft_config
+PeftModel._prepare_for_gradient_checkpointing = staticmethod(_prepare_for_gradient_checkpointing)
 
-    def set_adapter(self, adapter_name: Union[str, list[str]]):
-        "Make `adapter_name` the active adapter; only the active adapter trains."
-        self.base_model.set_adapter(adapter_name)
+# %% ../nbs/01_model.ipynb #033f4b8f
+@patch
+def get_nb_trainable_parameters(self: PeftModel) -> tuple[int, int]:
+    "`(trainable, all)` parameters, counted as PEFT counts them."
+    return count_parameters(self)
 
-    def delete_adapter(self, adapter_name: str):
-        "Remove adapter `adapter_name` entirely."
-        self.base_model.delete_adapter(adapter_name)
-
-    def _adapter_tensors(self) -> list:
-        "Every tensor an adapter owns: the per-adapter dicts of adapter layers and the copies of modules_to_save."
-        out = []
-        for m in self.base_model.model.modules():
-            if isinstance(m, AdapterLayer):
-                for attr in m.adapter_layer_names:
-                    for t in getattr(m, attr).values(): out += [t] if isinstance(t, nn.Parameter) else list(t.parameters())
-            elif isinstance(m, ModulesToSaveWrapper): out += list(m.modules_to_save.parameters())
-        return out
-
-    @contextlib.contextmanager
-    def disable_adapter(self):
-        "Context manager: inside it the model is the base model (adapters off and frozen); leaving restores what was."
-        wrappers = [m for m in self.base_model.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
-        states = {bool(m.disable_adapters) for m in wrappers}
-        if len(states) > 1:
-            warnings.warn("The model contains some adapter layers that are enabled and others that are disabled. This "
-                          "is most likely unintentional. After exiting the disable_adapter context, all adapters will "
-                          "be enabled")
-        grads = [(p, p.requires_grad) for p in self._adapter_tensors()]
-        self.base_model.disable_adapter_layers()
-        for p, _ in grads: p.requires_grad_(False)       # adapters do not train while they are off (PEFT does the same)
-        try: yield
-        finally:
-            if not wrappers or False in states: self.base_model.enable_adapter_layers()   # adapters that were off stay off
-            for p, g in grads: p.requires_grad_(g)
-
-    def merge_adapter(self, adapter_names: Optional[list[str]] = None, safe_merge: bool = False):
-        "Merge adapters into the base weights, keeping them in place (undo with `unmerge_adapter`)."
-        self.base_model.merge_adapter(adapter_names=adapter_names, safe_merge=safe_merge)
-    def unmerge_adapter(self):
-        "Subtract merged adapters from the base weights again."
-        self.base_model.unmerge_adapter()
-    def merge_and_unload(self, progressbar: bool = False, safe_merge: bool = False, adapter_names=None) -> nn.Module:
-        "Merge the adapters and return the plain base model."
-        return self.base_model.merge_and_unload(progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names)
-    def unload(self) -> nn.Module:
-        "Drop the adapters without merging and return the original base model."
-        return self.base_model.unload()
+@patch
+def print_trainable_parameters(self: PeftModel):
+    "Print trainable and total parameters in PEFT's format."
+    t, a = self.get_nb_trainable_parameters()
+    print(f"trainable params: {t:,d} || all params: {a:,d} || trainable%: {100 * t / a:.4f}")
 
 # %% ../nbs/01_model.ipynb #c1c01e54
 class _HeadTrainingMixin:
@@ -225,12 +131,15 @@ class _HeadTrainingMixin:
         peft_config.modules_to_save = mts + [m for m in self.extra_modules_to_save if m not in mts]
         return peft_config
 
+# %% ../nbs/01_model.ipynb #0a53afa1
 class PeftModelForCausalLM(PeftModel):
     "PEFT model for decoder-only language models (`TaskType.CAUSAL_LM`)."
 class PeftModelForSeq2SeqLM(PeftModel):
     "PEFT model for encoder-decoder models (`TaskType.SEQ_2_SEQ_LM`)."
 class PeftModelForFeatureExtraction(PeftModel):
     "PEFT model that returns hidden states (`TaskType.FEATURE_EXTRACTION`)."
+
+# %% ../nbs/01_model.ipynb #57b28f93
 class PeftModelForSequenceClassification(_HeadTrainingMixin, PeftModel):
     "PEFT model for sequence classification; the classifier head trains in full (`TaskType.SEQ_CLS`)."
     extra_modules_to_save = ["classifier", "score"]
@@ -241,6 +150,7 @@ class PeftModelForQuestionAnswering(_HeadTrainingMixin, PeftModel):
     "PEFT model for extractive QA; the span head trains in full (`TaskType.QUESTION_ANS`)."
     extra_modules_to_save = ["qa_outputs"]
 
+# %% ../nbs/01_model.ipynb #7f9251ce
 MODEL_TYPE_TO_PEFT_MODEL_MAPPING = {
     TaskType.CAUSAL_LM: PeftModelForCausalLM, TaskType.SEQ_2_SEQ_LM: PeftModelForSeq2SeqLM,
     TaskType.SEQ_CLS: PeftModelForSequenceClassification, TaskType.TOKEN_CLS: PeftModelForTokenClassification,
@@ -271,3 +181,131 @@ def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str 
     stored.base_model_name_or_path = name or None
     if revision is not None: stored.revision = revision
     return pm
+
+# %% ../nbs/01_model.ipynb #3c729210
+@patch
+def _enable_peft_forward_hooks(self: PeftModel, *args, **kwargs):
+    "The tuner's context for the special forward arguments (`adapter_names`: one adapter per row), if any."
+    hooks = getattr(self.base_model, "_enable_peft_forward_hooks", None)
+    if hooks is None or kwargs.get("adapter_names") is None: return contextlib.nullcontext()
+    return hooks(*args, **kwargs)
+
+@patch
+def forward(self: PeftModel, *args, **kwargs):
+    "Run the base model with the active adapters (`adapter_names=[...]`: a mixed-adapter batch, see `02_lora`)."
+    with self._enable_peft_forward_hooks(*args, **kwargs):
+        kwargs = {k: v for k, v in kwargs.items() if k not in self.special_peft_forward_args}
+        return self.base_model(*args, **kwargs)
+
+@patch
+def generate(self: PeftModel, *args, **kwargs):
+    "`generate` of the base model, with the active adapters (or `adapter_names=[...]`, one per row)."
+    with self._enable_peft_forward_hooks(*args, **kwargs):
+        kwargs = {k: v for k, v in kwargs.items() if k not in self.special_peft_forward_args}
+        return self.base_model.generate(*args, **kwargs)
+
+# %% ../nbs/01_model.ipynb #4eef3a8e
+@patch
+def add_adapter(self: PeftModel, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False,
+                autocast_adapter_dtype: bool = True): # False: the adapter in the base weights' dtype (PEFT's flag)
+    "Add a new, inactive adapter `adapter_name`; use `set_adapter` to switch to it (a failure changes nothing)."
+    check_adapter_name(adapter_name, getattr(self.base_model, "prefix", ""))
+    if not isinstance(peft_config, PeftConfig):
+        raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
+    if adapter_name in self.peft_config:
+        raise ValueError(f"An adapter named {adapter_name!r} already exists (adapters: {sorted(self.peft_config)}); "
+                         f"pick a new name, or delete_adapter({adapter_name!r}) first.")
+    if peft_config.peft_type != self.peft_type:
+        raise ValueError(f"Cannot add a {peft_config.peft_type.value} adapter to a {self.peft_type.value} model; "
+                         f"all adapters of one PeftModel use the same method.")
+    self._prepare_adapter_config(peft_config)
+    self.base_model.safe_inject_adapter(self.base_model.model, adapter_name, peft_config)
+    if not autocast_adapter_dtype: self._cast_adapters_to_base_dtype(adapter_name)
+
+@patch
+def _prepare_adapter_config(self: PeftModel, peft_config):
+    "Hook for task-specific additions (e.g. the classifier head for SEQ_CLS)."
+    return peft_config
+
+# %% ../nbs/01_model.ipynb #704b0fec
+@patch
+def set_adapter(self: PeftModel, adapter_name: Union[str, list[str]]):
+    "Make `adapter_name` the active adapter; only the active adapter trains."
+    self.base_model.set_adapter(adapter_name)
+
+@patch
+def delete_adapter(self: PeftModel, adapter_name: str):
+    "Remove adapter `adapter_name` entirely."
+    self.base_model.delete_adapter(adapter_name)
+
+# %% ../nbs/01_model.ipynb #3f09fbc2
+@patch
+def _adapter_tensors(self: PeftModel) -> list:
+    "Every tensor an adapter owns: the per-adapter dicts of adapter layers and the copies of modules_to_save."
+    out = []
+    for m in self.base_model.model.modules():
+        if isinstance(m, AdapterLayer):
+            for attr in m.adapter_layer_names:
+                for t in getattr(m, attr).values(): out += [t] if isinstance(t, nn.Parameter) else list(t.parameters())
+        elif isinstance(m, ModulesToSaveWrapper): out += list(m.modules_to_save.parameters())
+    return out
+
+# %% ../nbs/01_model.ipynb #4f37d9b7
+@patch_to(PeftModel)
+@contextlib.contextmanager
+def disable_adapter(self):
+    "Context manager: inside it the model is the base model (adapters off and frozen); leaving restores what was."
+    wrappers = [m for m in self.base_model.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    states = {bool(m.disable_adapters) for m in wrappers}
+    if len(states) > 1:
+        warnings.warn("The model contains some adapter layers that are enabled and others that are disabled. This "
+                      "is most likely unintentional. After exiting the disable_adapter context, all adapters will "
+                      "be enabled")
+    grads = [(p, p.requires_grad) for p in self._adapter_tensors()]
+    self.base_model.disable_adapter_layers()
+    for p, _ in grads: p.requires_grad_(False)       # adapters do not train while they are off (PEFT does the same)
+    try: yield
+    finally:
+        if not wrappers or False in states: self.base_model.enable_adapter_layers()   # adapters that were off stay off
+        for p, g in grads: p.requires_grad_(g)
+
+# %% ../nbs/01_model.ipynb #a5af809c
+@patch
+def merge_adapter(self: PeftModel, adapter_names: Optional[list[str]] = None, safe_merge: bool = False):
+    "Merge adapters into the base weights, keeping them in place (undo with `unmerge_adapter`)."
+    self.base_model.merge_adapter(adapter_names=adapter_names, safe_merge=safe_merge)
+
+@patch
+def unmerge_adapter(self: PeftModel):
+    "Subtract merged adapters from the base weights again."
+    self.base_model.unmerge_adapter()
+
+@patch
+def merge_and_unload(self: PeftModel, progressbar: bool = False, safe_merge: bool = False, adapter_names=None) -> nn.Module:
+    "Merge the adapters and return the plain base model."
+    return self.base_model.merge_and_unload(progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names)
+
+@patch
+def unload(self: PeftModel) -> nn.Module:
+    "Drop the adapters without merging and return the original base model."
+    return self.base_model.unload()
+
+# %% ../nbs/01_model.ipynb #dce86f88
+@patch
+def gradient_checkpointing_enable(self: PeftModel, gradient_checkpointing_kwargs: Optional[dict] = None, **kwargs):
+    "Turn on the base model's activation checkpointing, with the input-grad hook reentrant checkpointing needs."
+    base = self.get_base_model()
+    if not hasattr(base, "gradient_checkpointing_enable"):
+        raise AttributeError(f"{type(base).__name__} has no gradient_checkpointing_enable(); activation "
+                             f"checkpointing needs a transformers PreTrainedModel.")
+    if gradient_checkpointing_kwargs is not None: kwargs["gradient_checkpointing_kwargs"] = gradient_checkpointing_kwargs
+    base.gradient_checkpointing_enable(**kwargs)
+    self._prepare_for_gradient_checkpointing(base)
+
+@patch
+def activation_checkpointing_enable(self: PeftModel, *args, **kwargs):
+    "transformers ≥ 5's name for `gradient_checkpointing_enable`, with the same input-grad hook."
+    base = self.get_base_model()
+    if not hasattr(base, "activation_checkpointing_enable"): return self.gradient_checkpointing_enable(*args, **kwargs)
+    base.activation_checkpointing_enable(*args, **kwargs)
+    self._prepare_for_gradient_checkpointing(base)

@@ -63,6 +63,7 @@ class PromptLearningConfig(PeftConfig):
                              f"{d} (the width of its input embeddings, where the virtual tokens go); set token_dim={d} "
                              f"or leave it None to read it from the model.")
 
+# %% ../nbs/05_prompts.ipynb #4f630eb9
 class PromptTuningInit(str, enum.Enum):
     TEXT = "TEXT"; SAMPLE_VOCAB = "SAMPLE_VOCAB"; RANDOM = "RANDOM"
 
@@ -81,6 +82,7 @@ class PromptTuningConfig(PromptLearningConfig):
         if self.prompt_tuning_init == PromptTuningInit.TEXT and not (self.prompt_tuning_init_text and self.tokenizer_name_or_path):
             raise ValueError("prompt_tuning_init='TEXT' needs prompt_tuning_init_text and tokenizer_name_or_path.")
 
+# %% ../nbs/05_prompts.ipynb #9257f3d1
 class PromptEncoderReparameterizationType(str, enum.Enum):
     MLP = "MLP"; LSTM = "LSTM"
 
@@ -97,6 +99,7 @@ class PromptEncoderConfig(PromptLearningConfig):
         super().__post_init__()
         self.encoder_reparameterization_type = PromptEncoderReparameterizationType(self.encoder_reparameterization_type)
 
+# %% ../nbs/05_prompts.ipynb #1de4939c
 @dataclass
 class PrefixTuningConfig(PromptLearningConfig):
     "Prefix tuning: learned keys and values for every attention layer."
@@ -126,6 +129,7 @@ class PromptEmbedding(nn.Module):
                 self.embedding.weight.copy_(word_embeddings(ids.to(word_embeddings.weight.device)).float())
     def forward(self, indices): return self.embedding(indices)
 
+# %% ../nbs/05_prompts.ipynb #e27969be
 class PromptEncoder(nn.Module):
     "P-tuning: embeddings passed through an MLP (3 linears) or a bidirectional LSTM + MLP."
     def __init__(self, config: PromptEncoderConfig):
@@ -149,6 +153,7 @@ class PromptEncoder(nn.Module):
         if self.encoder_type == PromptEncoderReparameterizationType.LSTM: return self.mlp_head(self.lstm_head(e)[0])
         return self.mlp_head(e)
 
+# %% ../nbs/05_prompts.ipynb #077e683a
 class PrefixEncoder(nn.Module):
     "Prefix tuning: a table of `n × (2 · layers · token_dim)` keys/values, optionally through a Tanh MLP."
     def __init__(self, config: PrefixTuningConfig):
@@ -200,7 +205,7 @@ class MultitaskPromptTuningConfig(PromptTuningConfig):
             raise ValueError(f"prompt_tuning_init={self.prompt_tuning_init.value} starts from a source-task checkpoint: "
                              f"set prompt_tuning_init_state_dict_path to its adapter_model.safetensors.")
 
-# %% ../nbs/05_prompts.ipynb #02a2c5c1
+# %% ../nbs/05_prompts.ipynb #0fd9b3ff
 def _load_source(path: str, device) -> dict:
     "A source checkpoint's tensors; `.bin` files are read with `weights_only=True` (never unpickles code)."
     path = str(path)
@@ -220,6 +225,7 @@ def _check_task_ids(task_ids, batch_size: int, cfg) -> torch.Tensor:
         raise ValueError(f"task_ids must lie in [0, {cfg.num_tasks}) (num_tasks={cfg.num_tasks}); got {task_ids.tolist()}.")
     return task_ids
 
+# %% ../nbs/05_prompts.ipynb #02a2c5c1
 class MultitaskPromptEmbedding(PromptEmbedding):
     "Multitask prompt tuning: the shared table `P*` times each row's task matrix `u_k v_k^T`."
     def __init__(self, config: MultitaskPromptTuningConfig, word_embeddings: nn.Module):
@@ -245,19 +251,21 @@ class MultitaskPromptEmbedding(PromptEmbedding):
             cols, rows = cols[k:k + 1], rows[k:k + 1]
         self.load_task_matrices(cols, rows, what=f"{init.value} gives 1 task, so the target config needs num_tasks=1")
 
-    def load_task_matrices(self, cols, rows, what: str = "num_tasks / num_ranks / num_virtual_tokens differ"):
-        "Copy `prefix_task_cols` / `prefix_task_rows` in, checking their shapes."
-        if cols is None or rows is None: raise ValueError("The checkpoint lacks prefix_task_cols / prefix_task_rows.")
-        for name, t in (("prefix_task_cols", cols), ("prefix_task_rows", rows)):
-            p = getattr(self, name)
-            if tuple(t.shape) != tuple(p.shape):
-                raise ValueError(f"{name} has shape {tuple(t.shape)} in the checkpoint but {tuple(p.shape)} here: {what}.")
-            with torch.no_grad(): p.copy_(t)
-
     def forward(self, indices, task_ids):
         e = self.embedding(indices)                                                  # (n·s, d)
         task = self.prefix_task_cols.index_select(0, task_ids) @ self.prefix_task_rows.index_select(0, task_ids)  # (B, n·s, d)
         return e * task
+
+# %% ../nbs/05_prompts.ipynb #ca76f98f
+@patch
+def load_task_matrices(self: MultitaskPromptEmbedding, cols, rows, what: str = "num_tasks / num_ranks / num_virtual_tokens differ"):
+    "Copy `prefix_task_cols` / `prefix_task_rows` in, checking their shapes."
+    if cols is None or rows is None: raise ValueError("The checkpoint lacks prefix_task_cols / prefix_task_rows.")
+    for name, t in (("prefix_task_cols", cols), ("prefix_task_rows", rows)):
+        p = getattr(self, name)
+        if tuple(t.shape) != tuple(p.shape):
+            raise ValueError(f"{name} has shape {tuple(t.shape)} in the checkpoint but {tuple(p.shape)} here: {what}.")
+        with torch.no_grad(): p.copy_(t)
 
 # %% ../nbs/05_prompts.ipynb #59bf7c33
 def _model_cfg(model):
@@ -331,38 +339,49 @@ class PromptTuner(BaseTuner):
         dev = _word_embeddings(model).weight.device
         self.prompt_encoder[adapter_name] = enc.to(dev)
 
-    def set_adapter(self, adapter_name):
-        if not isinstance(adapter_name, str):
-            raise ValueError("Prompt methods use one adapter at a time; pass a single adapter name.")
-        self._check_known(adapter_name)
-        for n, enc in self.prompt_encoder.items(): enc.requires_grad_(n == adapter_name and not self.peft_config[n].inference_mode)
-        for m in self.model.modules():
-            if isinstance(m, ModulesToSaveWrapper): m.set_adapter(adapter_name)
-        self.active_adapter = adapter_name
+# %% ../nbs/05_prompts.ipynb #46c6b53d
+@patch
+def set_adapter(self: PromptTuner, adapter_name):
+    if not isinstance(adapter_name, str):
+        raise ValueError("Prompt methods use one adapter at a time; pass a single adapter name.")
+    self._check_known(adapter_name)
+    for n, enc in self.prompt_encoder.items(): enc.requires_grad_(n == adapter_name and not self.peft_config[n].inference_mode)
+    for m in self.model.modules():
+        if isinstance(m, ModulesToSaveWrapper): m.set_adapter(adapter_name)
+    self.active_adapter = adapter_name
 
-    def _freeze_adapter(self, adapter_name): self.prompt_encoder[adapter_name].requires_grad_(False)
-    def _set_adapter_layers(self, enabled: bool):
-        self._disabled = not enabled
-        for m in self.model.modules():
-            if isinstance(m, ModulesToSaveWrapper): m.enable_adapters(enabled)
+@patch
+def _freeze_adapter(self: PromptTuner, adapter_name): self.prompt_encoder[adapter_name].requires_grad_(False)
 
-    def delete_adapter(self, adapter_name):
-        self._check_known(adapter_name)
-        del self.peft_config[adapter_name]; del self.prompt_encoder[adapter_name]
-        for m in self.model.modules():
-            if isinstance(m, ModulesToSaveWrapper): m.delete_adapter(adapter_name)
-        if self.active_adapter == adapter_name:
-            self.active_adapter = next(iter(self.peft_config), None)
-            if self.active_adapter: self.set_adapter(self.active_adapter)
+@patch
+def _set_adapter_layers(self: PromptTuner, enabled: bool):
+    self._disabled = not enabled
+    for m in self.model.modules():
+        if isinstance(m, ModulesToSaveWrapper): m.enable_adapters(enabled)
 
-    def merge_adapter(self, *a, **k):
-        raise ValueError("Prompt methods add virtual tokens, not weight updates: there is nothing to merge. "
-                         "Use unload() to get the base model back.")
-    unmerge_adapter = merge_adapter
-    def merge_and_unload(self, *a, **k): self.merge_adapter()
+@patch
+def delete_adapter(self: PromptTuner, adapter_name):
+    self._check_known(adapter_name)
+    del self.peft_config[adapter_name]; del self.prompt_encoder[adapter_name]
+    for m in self.model.modules():
+        if isinstance(m, ModulesToSaveWrapper): m.delete_adapter(adapter_name)
+    if self.active_adapter == adapter_name:
+        self.active_adapter = next(iter(self.peft_config), None)
+        if self.active_adapter: self.set_adapter(self.active_adapter)
 
-    @property
-    def active_config(self) -> PromptLearningConfig: return self.peft_config[self.active_adapter]
+@patch(as_prop=True)
+def active_config(self: PromptTuner) -> PromptLearningConfig: return self.peft_config[self.active_adapter]
+
+# %% ../nbs/05_prompts.ipynb #568e5715
+@patch
+def merge_adapter(self: PromptTuner, *a, **k):
+    raise ValueError("Prompt methods add virtual tokens, not weight updates: there is nothing to merge. "
+                     "Use unload() to get the base model back.")
+
+PromptTuner.unmerge_adapter = PromptTuner.merge_adapter
+
+@patch
+def merge_and_unload(self: PromptTuner, *a, **k): self.merge_adapter()
 
 # %% ../nbs/05_prompts.ipynb #de55f5a5
 PromptTuner.extra_module_kind = "prompt"    # param_breakdown's `kind` for the prompt encoders
@@ -389,6 +408,7 @@ def _supports_cache(model) -> bool:
     base = _backbone(model)
     return isinstance(base, nn.Module) and base is not model and _cache_arg(base) is not None
 
+# %% ../nbs/05_prompts.ipynb #e0560b37
 @patch_to(PromptTuner)
 def prompt_table(self, adapter_name: Optional[str] = None) -> torch.Tensor:
     "The encoder output for every virtual token, `(n·submodules, d)` (prefix: `(n, 2·layers·d)`): what is saved."
@@ -399,6 +419,7 @@ def prompt_table(self, adapter_name: Optional[str] = None) -> torch.Tensor:
     if cfg.peft_type == PeftType.MULTITASK_PROMPT_TUNING: return enc.embedding(idx)   # the shared prompt P*
     return enc(idx)
 
+# %% ../nbs/05_prompts.ipynb #ddfe5ac2
 @patch_to(PromptTuner)
 def get_prompt(self, batch_size: int, task_ids: Optional[torch.Tensor] = None):
     "Virtual-token embeddings for a batch, or the prefix key/value cache for prefix tuning."
@@ -435,6 +456,7 @@ def _prepend_ones(mask, n):
         raise ValueError(f"Prompt methods need a 2-D attention mask (batch, seq); got shape {tuple(mask.shape)}.")
     return torch.cat([torch.ones(mask.shape[0], n, dtype=mask.dtype, device=mask.device), mask], dim=1)
 
+# %% ../nbs/05_prompts.ipynb #fbe896ef
 @patch_to(PromptTuner)
 def _adjust_ids(self, kwargs, remove_token_type_ids=True):
     cfg = self.active_config
@@ -446,6 +468,7 @@ def _adjust_ids(self, kwargs, remove_token_type_ids=True):
     if remove_token_type_ids and kwargs.get("token_type_ids") is not None:
         warnings.warn("token_type_ids are ignored with prompt methods on this task."); kwargs["token_type_ids"] = None
 
+# %% ../nbs/05_prompts.ipynb #7dc3449e
 @patch_to(PromptTuner)
 def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, task_ids=None, **kwargs):
     "Run the base model with the active adapter's virtual tokens (`task_ids`: one task per row, multitask only)."
@@ -474,6 +497,7 @@ def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, label
     prompts = self.get_prompt(B, task_ids).to(inputs_embeds.dtype)
     return self.model(inputs_embeds=torch.cat([prompts, inputs_embeds], dim=1), attention_mask=attention_mask, **kwargs)
 
+# %% ../nbs/05_prompts.ipynb #ae4b9078
 @patch_to(PromptTuner)
 def _prefix_forward_through_backbone(self, input_ids, attention_mask, inputs_embeds, labels=None, **kwargs):
     "Sequence classifiers whose forward takes no cache: run the backbone with the prefix, then the head (as PEFT)."
@@ -494,6 +518,7 @@ def _prefix_forward_through_backbone(self, input_ids, attention_mask, inputs_emb
         else: loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
     return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
+# %% ../nbs/05_prompts.ipynb #020205c9
 @patch_to(PromptTuner)
 def _forward_seq2seq(self, input_ids, attention_mask, inputs_embeds, labels, decoder_input_ids=None,
                      decoder_attention_mask=None, decoder_inputs_embeds=None, task_ids=None, **kwargs):
@@ -563,6 +588,7 @@ def _prepare_inputs_for_generation(self, orig, *args, task_ids=None, **kwargs):
     elif not prefix: mk.pop("cache_position", None)
     return mk
 
+# %% ../nbs/05_prompts.ipynb #7743310c
 @patch_to(PromptTuner)
 def generate(self, *args, **kwargs):
     "`generate` of the base model with the active adapter's virtual tokens."
@@ -594,6 +620,7 @@ def adapter_state_to_save(self, state, adapter_name):
         out["prefix_task_cols"], out["prefix_task_rows"] = enc.prefix_task_cols.detach(), enc.prefix_task_rows.detach()
     return out
 
+# %% ../nbs/05_prompts.ipynb #cee60127
 @patch_to(PromptTuner)
 def adapter_state_from_file(self, state, adapter_name):
     state = dict(state)
@@ -612,6 +639,7 @@ def adapter_state_from_file(self, state, adapter_name):
                                                                         state.pop("prefix_task_rows", None))
     return {("base_model.model." + k[len("base_model."):] if k.startswith("base_model.") else k): v for k, v in state.items()}
 
+# %% ../nbs/05_prompts.ipynb #28029bdb
 for _t, _c in ((PeftType.PROMPT_TUNING, PromptTuningConfig), (PeftType.P_TUNING, PromptEncoderConfig),
                (PeftType.PREFIX_TUNING, PrefixTuningConfig), (PeftType.MULTITASK_PROMPT_TUNING, MultitaskPromptTuningConfig)):
     register_peft_method(_t, _c, PromptTuner)

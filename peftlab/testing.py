@@ -63,6 +63,7 @@ def randomize_adapters(model: nn.Module, seed: int = 0, std: float = 0.1, names=
                     with torch.no_grad(): p.copy_(torch.randn(p.shape, generator=g) * std)
     return model
 
+# %% ../nbs/00a_testing.ipynb #ad5ae0f0
 def toy_mlp(seed: int = 0) -> nn.Module:
     "A plain `torch.nn` model (no transformers) with Linear, Embedding and Conv2d layers."
     torch.manual_seed(seed)
@@ -78,7 +79,7 @@ def toy_mlp(seed: int = 0) -> nn.Module:
             return h
     return Toy().eval()
 
-# %% ../nbs/00a_testing.ipynb #8323836c
+# %% ../nbs/00a_testing.ipynb #4058f6ca
 def _output(out) -> torch.Tensor:
     "The tensor a model returns: `.logits`, `.last_hidden_state`, the first element, or the tensor itself."
     for k in ("logits", "last_hidden_state"):
@@ -89,6 +90,100 @@ def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
     "Equal up to `tol` relative to the larger output: what float32 reassociation allows, far below an adapter's effect."
     return a.shape == b.shape and bool(((a - b).abs().max() <= tol * max(a.abs().max(), b.abs().max(), 1e-12)).item())
 
+# %% ../nbs/00a_testing.ipynb #1597395f
+def _check_idempotent(pm, y, run, fail, randomize, seed: int, tol: float) -> str:
+    "Inject the same adapter again: no layer wrapped twice, no parameter added, and (re-randomized) the same output."
+    from peftlab.core import AdapterLayer
+    n, tuner = sum(p.numel() for p in pm.parameters()), pm.base_model
+    tuner.inject_adapter(tuner.model, "default", pm.peft_config["default"])
+    nested = [p for p, m in pm.named_modules() if isinstance(m, AdapterLayer) and isinstance(m.get_base_layer(), AdapterLayer)]
+    if nested or sum(p.numel() for p in pm.parameters()) != n:
+        fail("idempotent", f"a second injection changed the model (nested wrappers: {nested[:3]})")
+    randomize(pm, seed=seed + 1)                   # a re-injection re-initialises the adapter, as in PEFT
+    if not _close(run(pm), y, tol): fail("idempotent", "the re-injected, re-randomized adapter gives another output")
+    return "ok"
+
+# %% ../nbs/00a_testing.ipynb #276b9ac8
+def _check_counts(pm, make_config, make_model, seed: int, oracle, fail) -> str:
+    "Trainable and total parameter counts equal PEFT's for the same config (when PEFT has the method)."
+    ptype = str(getattr(make_config().peft_type, "value", make_config().peft_type))
+    if oracle is None: fail("counts", "pass oracle=peft (the Hugging Face PEFT package), or skip 'counts' with a reason")
+    if ptype not in {str(getattr(t, "value", t)) for t in oracle.PeftType}:
+        return f"not compared (PEFT has no {ptype})"
+    else:
+        theirs = oracle.get_peft_model(make_model(seed), oracle.PeftConfig.from_peft_type(**make_config().to_dict()))
+        if tuple(pm.get_nb_trainable_parameters()) != tuple(theirs.get_nb_trainable_parameters()):
+            fail("counts", f"(trainable, all) = {pm.get_nb_trainable_parameters()}, PEFT: {theirs.get_nb_trainable_parameters()}")
+        return "ok"
+
+# %% ../nbs/00a_testing.ipynb #89e23c45
+def _check_merge(pm, y, run, fail, tol: float) -> str:
+    "Merged forward = adapter forward; unmerge gives the adapter forward and the base weights back."
+    before = {k: v.clone() for k, v in pm.get_base_model().state_dict().items() if "base_layer" in k}
+    pm.merge_adapter()
+    if not _close(run(pm), y, tol): fail("merge", "the merged forward differs from the adapter forward")
+    pm.unmerge_adapter()
+    if not _close(run(pm), y, tol): fail("merge", "after unmerge the forward differs from the adapter forward")
+    after = pm.get_base_model().state_dict()
+    drift = max(((after[k].float() - v.float()).abs().max() / v.float().abs().max().clamp_min(1e-12)).item()
+                for k, v in before.items()) if before else 0.0
+    if drift > tol: fail("merge", f"unmerge left the base weights off by {drift:.2e} (relative)")
+    return "ok"
+
+# %% ../nbs/00a_testing.ipynb #0b0a05ae
+def _check_save_load(pm, y, run, fail, make_model, seed: int, tol: float) -> str:
+    "`save_pretrained`, then `PeftModel.from_pretrained` on a fresh base, gives the same output."
+    import tempfile
+    from peftlab.model import PeftModel
+    with tempfile.TemporaryDirectory() as d:
+        pm.save_pretrained(d)
+        back = PeftModel.from_pretrained(make_model(seed), d)
+        if not _close(run(back), y, tol): fail("save_load", "the reloaded adapter gives another output")
+    return "ok"
+
+# %% ../nbs/00a_testing.ipynb #a4ddef49
+def _check_mixed_batch(pm, inputs, run, fail, make_config, randomize, seed: int, tol: float) -> str:
+    "One batch with a different adapter per row = each row run with its adapter alone."
+    pm.add_adapter("other", make_config()); randomize(pm, seed=seed + 2, names=["other"])
+    rows_in = next(iter(inputs.values())).shape[0]
+    names = [("default", "other")[i % 2] for i in range(rows_in)]
+    mixed = run(pm, adapter_names=names)
+    for a in ("default", "other"):
+        pm.set_adapter(a); alone = run(pm)
+        idx = [i for i, n in enumerate(names) if n == a]
+        if not _close(mixed[idx], alone[idx], tol): fail("mixed_batch", f"rows of {a!r} differ from a run of {a!r} alone")
+    pm.set_adapter("default"); pm.delete_adapter("other")
+    return "ok"
+
+# %% ../nbs/00a_testing.ipynb #e97b7da0
+def _check_spectra(pm, fail) -> str:
+    "`delta_spectra` (exact from a method's factors where it has them) = a dense SVD of `delta_weight`, layer by layer."
+    from peftlab.core import AdapterLayer
+    from peftlab.analysis import delta_spectra
+    spectra, compared = delta_spectra(pm, "default"), 0
+    for path, m in pm.named_modules():
+        if not (isinstance(m, AdapterLayer) and "default" in m.adapter_names and hasattr(m, "delta_weight")): continue
+        key = next((k for k in spectra if path.endswith(k) or k.endswith(path)), None)
+        if key is None: continue
+        with torch.no_grad(): dense = torch.linalg.svdvals(m.delta_weight("default").float().flatten(1))
+        s, k = spectra[key], min(len(spectra[key]), len(dense))
+        if not torch.allclose(s[:k], dense[:k], atol=1e-4 * float(dense.max().clamp_min(1e-12))):
+            fail("spectra", f"{key}: {s[:4].tolist()} vs dense {dense[:4].tolist()}")
+        compared += 1
+    if not compared: fail("spectra", "no adapter layer with a delta_weight to compare")
+    return f"ok ({compared} layers)"
+
+# %% ../nbs/00a_testing.ipynb #c6281fe3
+def _check_unload(make_model, make_config, randomize, seed: int, pristine: dict, fail) -> str:
+    "`unload()` of a fresh, never merged adapter model returns a state_dict equal to the original, bit for bit."
+    from peftlab.model import get_peft_model
+    plain = randomize(get_peft_model(make_model(seed), make_config()), seed=seed + 1).unload()
+    sd = plain.state_dict()
+    if sd.keys() != pristine.keys() or any(not torch.equal(sd[k], v) for k, v in pristine.items()):
+        fail("unload", "the unloaded model's state_dict differs from the original")
+    return "ok"
+
+# %% ../nbs/00a_testing.ipynb #8323836c
 def check_method(make_config,                 # () -> a fresh peftlab config of the method
                  make_model=None,             # (seed) -> a fresh base model, the same weights for the same seed
                  make_inputs=None,            # (model) -> forward kwargs; default: 2 x 8 token ids
@@ -97,10 +192,8 @@ def check_method(make_config,                 # () -> a fresh peftlab config of 
                  oracle=None,                 # the `peft` package, for the counts (peftlab itself never imports it)
                  randomize=None):             # (model, seed, names=None) -> model; default `randomize_adapters`
     "Run the shared contract (see the table above) for one method on one model; a DataFrame of check -> result."
-    import copy, tempfile
     import pandas as pd
-    from peftlab.core import AdapterLayer
-    from peftlab.model import PeftModel, get_peft_model
+    from peftlab.model import get_peft_model
     make_model = make_model or tiny_llama
     make_inputs = make_inputs or (lambda m: {"input_ids": torch.randint(1, 1000, (2, 8), generator=torch.Generator().manual_seed(seed))})
     skip, rows, randomize = dict(skip or {}), {}, randomize or randomize_adapters
@@ -118,72 +211,13 @@ def check_method(make_config,                 # () -> a fresh peftlab config of 
     pm.eval(); y = run(pm)
     if _close(y, y0, 1e-4): fail("inject", "the randomized adapter does not change the output")
     rows["inject"] = "ok"
-    if "idempotent" not in skip:
-        n, tuner = sum(p.numel() for p in pm.parameters()), pm.base_model
-        tuner.inject_adapter(tuner.model, "default", pm.peft_config["default"])
-        nested = [p for p, m in pm.named_modules() if isinstance(m, AdapterLayer) and isinstance(m.get_base_layer(), AdapterLayer)]
-        if nested or sum(p.numel() for p in pm.parameters()) != n:
-            fail("idempotent", f"a second injection changed the model (nested wrappers: {nested[:3]})")
-        randomize(pm, seed=seed + 1)                   # a re-injection re-initialises the adapter, as in PEFT
-        if not _close(run(pm), y, tol): fail("idempotent", "the re-injected, re-randomized adapter gives another output")
-        rows["idempotent"] = "ok"
-    if "counts" not in skip:
-        ptype = str(getattr(make_config().peft_type, "value", make_config().peft_type))
-        if oracle is None: fail("counts", "pass oracle=peft (the Hugging Face PEFT package), or skip 'counts' with a reason")
-        if ptype not in {str(getattr(t, "value", t)) for t in oracle.PeftType}:
-            rows["counts"] = f"not compared (PEFT has no {ptype})"
-        else:
-            theirs = oracle.get_peft_model(make_model(seed), oracle.PeftConfig.from_peft_type(**make_config().to_dict()))
-            if tuple(pm.get_nb_trainable_parameters()) != tuple(theirs.get_nb_trainable_parameters()):
-                fail("counts", f"(trainable, all) = {pm.get_nb_trainable_parameters()}, PEFT: {theirs.get_nb_trainable_parameters()}")
-            rows["counts"] = "ok"
-    if "merge" not in skip:
-        before = {k: v.clone() for k, v in pm.get_base_model().state_dict().items() if "base_layer" in k}
-        pm.merge_adapter()
-        if not _close(run(pm), y, tol): fail("merge", "the merged forward differs from the adapter forward")
-        pm.unmerge_adapter()
-        if not _close(run(pm), y, tol): fail("merge", "after unmerge the forward differs from the adapter forward")
-        after = pm.get_base_model().state_dict()
-        drift = max(((after[k].float() - v.float()).abs().max() / v.float().abs().max().clamp_min(1e-12)).item()
-                    for k, v in before.items()) if before else 0.0
-        if drift > tol: fail("merge", f"unmerge left the base weights off by {drift:.2e} (relative)")
-        rows["merge"] = "ok"
-    if "save_load" not in skip:
-        with tempfile.TemporaryDirectory() as d:
-            pm.save_pretrained(d)
-            back = PeftModel.from_pretrained(make_model(seed), d)
-            if not _close(run(back), y, tol): fail("save_load", "the reloaded adapter gives another output")
-        rows["save_load"] = "ok"
-    if "mixed_batch" not in skip:
-        pm.add_adapter("other", make_config()); randomize(pm, seed=seed + 2, names=["other"])
-        rows_in = next(iter(inputs.values())).shape[0]
-        names = [("default", "other")[i % 2] for i in range(rows_in)]
-        mixed = run(pm, adapter_names=names)
-        for a in ("default", "other"):
-            pm.set_adapter(a); alone = run(pm)
-            idx = [i for i, n in enumerate(names) if n == a]
-            if not _close(mixed[idx], alone[idx], tol): fail("mixed_batch", f"rows of {a!r} differ from a run of {a!r} alone")
-        pm.set_adapter("default"); pm.delete_adapter("other")
-        rows["mixed_batch"] = "ok"
-    if "spectra" not in skip:
-        from peftlab.analysis import delta_spectra
-        spectra, compared = delta_spectra(pm, "default"), 0
-        for path, m in pm.named_modules():
-            if not (isinstance(m, AdapterLayer) and "default" in m.adapter_names and hasattr(m, "delta_weight")): continue
-            key = next((k for k in spectra if path.endswith(k) or k.endswith(path)), None)
-            if key is None: continue
-            with torch.no_grad(): dense = torch.linalg.svdvals(m.delta_weight("default").float().flatten(1))
-            s, k = spectra[key], min(len(spectra[key]), len(dense))
-            if not torch.allclose(s[:k], dense[:k], atol=1e-4 * float(dense.max().clamp_min(1e-12))):
-                fail("spectra", f"{key}: {s[:4].tolist()} vs dense {dense[:4].tolist()}")
-            compared += 1
-        if not compared: fail("spectra", "no adapter layer with a delta_weight to compare")
-        rows["spectra"] = f"ok ({compared} layers)"
-    if "unload" not in skip:    # on a model that was never merged: merging moves float weights by rounding
-        plain = randomize(get_peft_model(make_model(seed), make_config()), seed=seed + 1).unload()
-        sd = plain.state_dict()
-        if sd.keys() != pristine.keys() or any(not torch.equal(sd[k], v) for k, v in pristine.items()):
-            fail("unload", "the unloaded model's state_dict differs from the original")
-        rows["unload"] = "ok"
+    if "idempotent" not in skip: rows["idempotent"] = _check_idempotent(pm, y, run, fail, randomize, seed, tol)
+    if "counts" not in skip: rows["counts"] = _check_counts(pm, make_config, make_model, seed, oracle, fail)
+    if "merge" not in skip: rows["merge"] = _check_merge(pm, y, run, fail, tol)
+    if "save_load" not in skip: rows["save_load"] = _check_save_load(pm, y, run, fail, make_model, seed, tol)
+    if "mixed_batch" not in skip: rows["mixed_batch"] = _check_mixed_batch(pm, inputs, run, fail, make_config, randomize, seed, tol)
+    if "spectra" not in skip: rows["spectra"] = _check_spectra(pm, fail)
+    # on a model that was never merged: merging moves float weights by rounding
+    if "unload" not in skip: rows["unload"] = _check_unload(make_model, make_config, randomize, seed, pristine, fail)
     for c, why in skip.items(): rows[c] = f"skipped: {why}"
     return pd.DataFrame({"result": [rows[c] for c in checks]}, index=pd.Index(checks, name="check"))

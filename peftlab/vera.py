@@ -95,24 +95,28 @@ class VeraLayer(AdapterLayer):
         self.vera_lambda_b[adapter_name], self.vera_lambda_d[adapter_name] = nn.Parameter(b), nn.Parameter(d)
         if not self._active_adapters: self._active_adapters = [adapter_name]
 
-    def _sliced(self, adapter: str):
-        A, B = self.projections.get(adapter)
-        return A[:, :self.in_features], B[:self.out_features, :]
-
-    def delta_weight(self, adapter: str) -> torch.Tensor:
-        A, B = self._sliced(adapter)
-        b, d = self.vera_lambda_b[adapter], self.vera_lambda_d[adapter]
-        dw = (b[:, None] * B.to(b)) @ (d[:, None] * A.to(b))               # (out, in)
-        return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
-
-    def delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        "`λ_b ⊙ B (λ_d ⊙ A dropout(x))`, in the vectors' dtype (the forward is `AdapterLayer`'s)."
-        A, B = self._sliced(a)
-        b, d = self.vera_lambda_b[a], self.vera_lambda_d[a]
-        h = self.vera_dropout[a](x.to(b.dtype))
-        return b * F.linear(d * F.linear(h, A.to(h)), B.to(h))
-
     def __repr__(self): return "vera." + super().__repr__()
+
+# %% ../nbs/07_vera.ipynb #9cfe332b
+@patch
+def _sliced(self: VeraLayer, adapter: str):
+    A, B = self.projections.get(adapter)
+    return A[:, :self.in_features], B[:self.out_features, :]
+
+@patch
+def delta_weight(self: VeraLayer, adapter: str) -> torch.Tensor:
+    A, B = self._sliced(adapter)
+    b, d = self.vera_lambda_b[adapter], self.vera_lambda_d[adapter]
+    dw = (b[:, None] * B.to(b)) @ (d[:, None] * A.to(b))               # (out, in)
+    return (dw.T if self.fan_in_fan_out else dw).to(self._weight_dtype())
+
+@patch
+def delta(self: VeraLayer, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    "`λ_b ⊙ B (λ_d ⊙ A dropout(x))`, in the vectors' dtype (the forward is `AdapterLayer`'s)."
+    A, B = self._sliced(a)
+    b, d = self.vera_lambda_b[a], self.vera_lambda_d[a]
+    h = self.vera_dropout[a](x.to(b.dtype))
+    return b * F.linear(d * F.linear(h, A.to(h)), B.to(h))
 
 # %% ../nbs/07_vera.ipynb #ccb9ad3b
 class VeraModel(BaseTuner):
@@ -145,48 +149,57 @@ class VeraModel(BaseTuner):
             raise ValueError("VeRA adapters of one model must all save their projections or none: set save_projection "
                              "to the value the existing adapters use.")
 
-    def layer_kwargs(self, config, key):
-        return dict(r=config.r, vera_dropout=config.vera_dropout, d_initial=config.d_initial, init_weights=config.init_weights)
-    def new_layer(self, config, adapter_name, target, key, **kw):
-        "Every VeRA layer holds a reference to the model's shared projections."
-        return VeraLayer(target, adapter_name, self.vera_projections,
-                         fan_in_fan_out=linear_fan_in_fan_out(target, key, self.method_name), **kw)
+# %% ../nbs/07_vera.ipynb #6acd9ecf
+@patch
+def layer_kwargs(self: VeraModel, config, key):
+    return dict(r=config.r, vera_dropout=config.vera_dropout, d_initial=config.d_initial, init_weights=config.init_weights)
 
-    def _mark_only_adapters_as_trainable(self, model):
-        super()._mark_only_adapters_as_trainable(model)
-        if any(getattr(self.peft_config.get(a), "bias", "none") == "vera_only" for a in self.active_adapters):
-            for m in model.modules():
-                if isinstance(m, VeraLayer) and m.get_base_layer().bias is not None: m.get_base_layer().bias.requires_grad_(True)
+@patch
+def new_layer(self: VeraModel, config, adapter_name, target, key, **kw):
+    "Every VeRA layer holds a reference to the model's shared projections."
+    return VeraLayer(target, adapter_name, self.vera_projections,
+                     fan_in_fan_out=linear_fan_in_fan_out(target, key, self.method_name), **kw)
 
-    def delete_adapter(self, adapter_name):
-        super().delete_adapter(adapter_name); self.vera_projections.remove(adapter_name)
+@patch
+def _mark_only_adapters_as_trainable(self: VeraModel, model):
+    super(VeraModel, self)._mark_only_adapters_as_trainable(model)
+    if any(getattr(self.peft_config.get(a), "bias", "none") == "vera_only" for a in self.active_adapters):
+        for m in model.modules():
+            if isinstance(m, VeraLayer) and m.get_base_layer().bias is not None: m.get_base_layer().bias.requires_grad_(True)
 
-    # checkpoint hooks
-    def adapter_state_to_save(self, state, adapter_name):
-        cfg = self.peft_config[adapter_name]
-        if cfg.bias == "vera_only":
-            for path, m in self.model.named_modules():
-                if isinstance(m, VeraLayer) and m.get_base_layer().bias is not None:
-                    state[f"base_model.model.{path}.base_layer.bias"] = m.get_base_layer().bias.detach()
-        if cfg.save_projection:
-            A, B = self.vera_projections.get(adapter_name)
-            state["base_model.vera_A"], state["base_model.vera_B"] = A.contiguous(), B.contiguous()
+@patch
+def delete_adapter(self: VeraModel, adapter_name):
+    super(VeraModel, self).delete_adapter(adapter_name); self.vera_projections.remove(adapter_name)
+
+# %% ../nbs/07_vera.ipynb #644a9163
+@patch
+def adapter_state_to_save(self: VeraModel, state, adapter_name):
+    cfg = self.peft_config[adapter_name]
+    if cfg.bias == "vera_only":
+        for path, m in self.model.named_modules():
+            if isinstance(m, VeraLayer) and m.get_base_layer().bias is not None:
+                state[f"base_model.model.{path}.base_layer.bias"] = m.get_base_layer().bias.detach()
+    if cfg.save_projection:
+        A, B = self.vera_projections.get(adapter_name)
+        state["base_model.vera_A"], state["base_model.vera_B"] = A.contiguous(), B.contiguous()
+    return state
+
+@patch
+def adapter_state_from_file(self: VeraModel, state, adapter_name):
+    state = dict(state)
+    A, B = state.pop("base_model.vera_A", None), state.pop("base_model.vera_B", None)
+    if A is None or B is None:
+        if self.peft_config[adapter_name].save_projection:
+            warnings.warn("The checkpoint has no vera_A / vera_B; using the ones generated from projection_prng_key.")
         return state
+    A0, B0 = self.vera_projections.get(adapter_name)
+    if A.shape[0] < A0.shape[0] or A.shape[1] < A0.shape[1] or B.shape[0] < B0.shape[0] or B.shape[1] < B0.shape[1]:
+        raise ValueError(f"The checkpoint's VeRA projections (vera_A {tuple(A.shape)}, vera_B {tuple(B.shape)}) are "
+                         f"smaller than these target layers need (vera_A {tuple(A0.shape)}, vera_B {tuple(B0.shape)}): "
+                         f"the adapter was trained on other target modules or another r. Load it with the "
+                         f"target_modules and r of its adapter_config.json.")
+    self.vera_projections.set(adapter_name, A.to(A0), B.to(B0))
+    return state
 
-    def adapter_state_from_file(self, state, adapter_name):
-        state = dict(state)
-        A, B = state.pop("base_model.vera_A", None), state.pop("base_model.vera_B", None)
-        if A is None or B is None:
-            if self.peft_config[adapter_name].save_projection:
-                warnings.warn("The checkpoint has no vera_A / vera_B; using the ones generated from projection_prng_key.")
-            return state
-        A0, B0 = self.vera_projections.get(adapter_name)
-        if A.shape[0] < A0.shape[0] or A.shape[1] < A0.shape[1] or B.shape[0] < B0.shape[0] or B.shape[1] < B0.shape[1]:
-            raise ValueError(f"The checkpoint's VeRA projections (vera_A {tuple(A.shape)}, vera_B {tuple(B.shape)}) are "
-                             f"smaller than these target layers need (vera_A {tuple(A0.shape)}, vera_B {tuple(B0.shape)}): "
-                             f"the adapter was trained on other target modules or another r. Load it with the "
-                             f"target_modules and r of its adapter_config.json.")
-        self.vera_projections.set(adapter_name, A.to(A0), B.to(B0))
-        return state
-
+# %% ../nbs/07_vera.ipynb #70f0e0f0
 register_peft_method(PeftType.VERA, VeraConfig, VeraModel)
