@@ -10,7 +10,7 @@ from .core import AdapterLayer, patch
 from .model import PeftModel
 
 # %% auto #0
-__all__ = ['PeftlabTrainerMixin', 'peftlab_trainer']
+__all__ = ['PeftlabTrainerMixin', 'peftlab_trainer', 'fsdp_auto_wrap_policy']
 
 # %% ../nbs/14_integrations.ipynb #22ab9727
 def _adapter_folders(folder, model) -> dict:
@@ -143,3 +143,21 @@ _TRAINERS = {"Trainer": "transformers", "Seq2SeqTrainer": "transformers", "SFTTr
 def __getattr__(name):
     if name in _TRAINERS: return peftlab_trainer(getattr(importlib.import_module(_TRAINERS[name]), name))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+# %% ../nbs/14_integrations.ipynb #6836d6e3
+def _trainable_leaf(module) -> bool:
+    "A module with no children whose `weight` trains (an adapter's A or B): an FSDP unit of its own."
+    w = getattr(module, "weight", None)
+    return next(module.children(), None) is None and isinstance(w, torch.Tensor) and w.requires_grad
+
+def fsdp_auto_wrap_policy(model):
+    "An FSDP1 auto-wrap policy: trainable leaves in units of their own, inside units of the model's repeated blocks."
+    from torch.distributed.fsdp.wrap import _or_policy, lambda_auto_wrap_policy, transformer_auto_wrap_policy
+    names = os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP") or ",".join(getattr(model, "_no_split_modules", None) or [])
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    blocks = {type(m) for m in model.modules() if type(m).__name__ in wanted}
+    missing = wanted - {c.__name__ for c in blocks}
+    if missing: raise ValueError(f"FSDP_TRANSFORMER_CLS_TO_WRAP names {sorted(missing)}, which are not module classes of "
+                                 f"this model; use class names of its repeated blocks, e.g. {sorted({type(m).__name__ for m in model.modules()})[:5]}.")
+    return functools.partial(_or_policy, policies=[functools.partial(lambda_auto_wrap_policy, lambda_fn=_trainable_leaf),
+                                                   functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=blocks)])

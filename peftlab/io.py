@@ -293,6 +293,10 @@ def _check_not_partitioned(model: nn.Module, sd: dict, names: list, save_embeddi
                                  f"them first, e.g. state_dict=accelerator.get_state_dict(model), or save inside "
                                  f"deepspeed.zero.GatheredParameters(model.parameters()).")
 
+def _full_tensors(tensors: dict) -> dict:
+    "Each FSDP2 `DTensor` shard gathered into its full tensor (collective: every rank calls this, in the same order)."
+    return {k: (t.full_tensor() if hasattr(t, "full_tensor") else t) for k, t in tensors.items()}
+
 # %% ../nbs/11_io.ipynb #dca78b94
 @patch
 def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bool = True,
@@ -314,7 +318,7 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
     # every rank builds the state dict (under FSDP state_dict() is collective); only the main process writes
     sd = self.state_dict() if kwargs.get("state_dict") is None else kwargs["state_dict"]
     _check_not_partitioned(self, sd, names, save_embedding_layers)
-    files = {name: get_peft_model_state_dict(self, sd, name, save_embedding_layers) for name in names}
+    files = {name: _full_tensors(get_peft_model_state_dict(self, sd, name, save_embedding_layers)) for name in names}
     if not is_main_process: return
     for name, tensors in files.items():
         out = Path(save_directory) if name == "default" else Path(save_directory) / name
