@@ -548,9 +548,9 @@ class AdapterLayer(nn.Module):
                                      f"it gives NaN/inf weights or biases, so it was not merged.")
                 W.data = new
                 if new_b is not None: base.bias.data = new_b
-                continue
-            W.data += dw.to(W.dtype)
-            if db is not None: base.bias.data += db.to(base.bias.dtype)
+            else:
+                W.data += dw.to(W.dtype)
+                if db is not None: base.bias.data += db.to(base.bias.dtype)
             self.merged_adapters.append(a)
 
 # %% ../nbs/00_core.ipynb #537f4805
