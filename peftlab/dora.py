@@ -10,16 +10,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import _conv1d_cls
 from .core import patch
-from .lora import Linear, Embedding, Conv2d, register_lora_dispatcher
+from .lora import Linear, Embedding, ConvNd, Conv1d, Conv2d, Conv3d, register_lora_dispatcher
 
 # %% auto #0
-__all__ = ['DoraMixin', 'DoraLinear', 'DoraEmbedding', 'DoraConv2d']
+__all__ = ['DoraMixin', 'DoraLinear', 'DoraEmbedding', 'DoraConvNd', 'DoraConv1d', 'DoraConv2d', 'DoraConv3d']
 
 # %% ../nbs/02b_dora.ipynb #de3ed22e
 class DoraMixin:
     "DoRA's magnitude vectors, detached weight norm and merge, shared by the DoRA layer types."
     supports_dora = True
-    _magnitude_shape = (-1,)       # as in PEFT's files: (out,) for Linear/Conv1D/Embedding, (1, out, 1, 1) for Conv2d
+    _magnitude_shape = (-1,)       # as in PEFT's files: (out,) for Linear/Conv1D/Embedding, (1, out, 1, …) for convolutions
 
     def update_layer(self, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
                      use_rslora=False, lora_bias=False, use_dora: bool = False,  # use_dora: give it a magnitude
@@ -162,14 +162,16 @@ class DoraEmbedding(DoraMixin, Embedding):
     def __repr__(self): return "lora.dora." + super(Embedding, self).__repr__()
 
 # %% ../nbs/02b_dora.ipynb #84d56199
-class DoraConv2d(DoraMixin, Conv2d):
-    "LoRA with DoRA's magnitude vector around `nn.Conv2d`."
-    adapter_layer_names = Conv2d.adapter_layer_names + ("lora_magnitude_vector",)
+class DoraConvNd(DoraMixin, ConvNd):
+    "LoRA with DoRA's magnitude vector around `nn.Conv1d`, `nn.Conv2d` or `nn.Conv3d` (groups=1 for DoRA adapters)."
+    adapter_layer_names = ConvNd.adapter_layer_names + ("lora_magnitude_vector",)
     fan_in_fan_out = False
-    _magnitude_shape = (1, -1, 1, 1)
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs):
         super().__init__(base_layer, adapter_name, **kwargs)
+
+    @property
+    def _magnitude_shape(self): return (1, -1) + (1,) * (self.get_base_layer().weight.dim() - 2)
 
     def _weight_oi(self, w=None) -> torch.Tensor:
         return (self.get_base_layer().weight if w is None else w).flatten(1)
@@ -180,17 +182,41 @@ class DoraConv2d(DoraMixin, Conv2d):
         return (B.to(dt).flatten(1) @ A.to(dt).flatten(1)) * self.scaling[a]
 
     def _dora_delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        "The Linear term, with a convolution for `W·dropout(x)`."
+        "The Linear term, with the base's convolution for `W·dropout(x)`."
         A, B, s, drop, base = self.lora_A[a], self.lora_B[a], self.scaling[a], self.lora_dropout[a], self.get_base_layer()
         dropped = self.training and not isinstance(drop, nn.Identity)
         if dropped: x = drop(x)
         x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
-        g = (self.lora_magnitude_vector[a].reshape(-1) / self._weight_norm(a, self._weight_oi())).view(1, -1, 1, 1)
-        if dropped: wx = F.conv2d(x, base.weight.to(x.dtype), None, base.stride, base.padding, base.dilation, base.groups)
-        else: wx = result.to(x.dtype) if base.bias is None else result.to(x.dtype) - base.bias.view(1, -1, 1, 1)
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        g = (self.lora_magnitude_vector[a].reshape(-1) / self._weight_norm(a, self._weight_oi())).view(view)
+        if dropped: wx = base._conv_forward(x, base.weight.to(x.dtype), None)   # the base's stride, padding, dilation
+        else: wx = result.to(x.dtype) if base.bias is None else result.to(x.dtype) - base.bias.view(view)
         return (g - 1) * wx + g * B(A(x)) * s
 
-    def __repr__(self): return "lora.dora." + super(Conv2d, self).__repr__()
+    def __repr__(self): return "lora.dora." + super(ConvNd, self).__repr__()
+
+# %% ../nbs/02b_dora.ipynb #29423e10
+class DoraConv1d(DoraConvNd, Conv1d): "LoRA with DoRA's magnitude vector around `nn.Conv1d`."
+class DoraConv2d(DoraConvNd, Conv2d): "LoRA with DoRA's magnitude vector around `nn.Conv2d`."
+class DoraConv3d(DoraConvNd, Conv3d): "LoRA with DoRA's magnitude vector around `nn.Conv3d`."
+
+_DORA_CONV_LAYERS = {nn.Conv1d: DoraConv1d, nn.Conv2d: DoraConv2d, nn.Conv3d: DoraConv3d}
+
+# %% ../nbs/02b_dora.ipynb #dc82e2c3
+@patch
+def update_layer(self: DoraConvNd, adapter_name, r=8, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True,
+                 use_rslora=False, lora_bias=False, use_dora: bool = False, **init_options):
+    "DoraMixin's `update_layer`, after refusing a DoRA adapter on a grouped convolution."
+    base = self.get_base_layer()
+    if use_dora and base.groups > 1:
+        raise ValueError(f"Adapter {adapter_name!r}: DoRA on a {type(base).__name__} with groups={base.groups} is not "
+                         f"supported: its magnitude needs the per-channel norm of W + sBA, and on a grouped base sBA "
+                         f"reads all {base.in_channels} input channels while W reads {base.in_channels // base.groups}. "
+                         f"Use use_dora=False for this layer (plain LoRA works on grouped convolutions), or drop it "
+                         f"from target_modules.")
+    DoraMixin.update_layer(self, adapter_name, r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                           init_lora_weights=init_lora_weights, use_rslora=use_rslora, lora_bias=lora_bias,
+                           use_dora=use_dora, **init_options)
 
 # %% ../nbs/02b_dora.ipynb #f09d08b7
 @patch
@@ -204,5 +230,6 @@ def _is_dense(t):
     return type(t) is nn.Linear or (Conv1D is not None and type(t) is Conv1D)
 
 register_lora_dispatcher(lambda t: isinstance(t, nn.Embedding), DoraEmbedding, dora=True)
-register_lora_dispatcher(lambda t: isinstance(t, nn.Conv2d), DoraConv2d, dora=True)
+for _conv, _cls in _DORA_CONV_LAYERS.items():
+    register_lora_dispatcher(lambda t, conv=_conv: isinstance(t, conv), _cls, dora=True)
 register_lora_dispatcher(_is_dense, DoraLinear, dora=True)
