@@ -68,8 +68,10 @@ def is_feedforward_module(config: IA3Config, key: str) -> bool:
     return any(key.endswith(t) for t in ff)
 
 # %% ../nbs/04_ia3.ipynb #2f6dd64d
+_IA3_CONVS = (nn.Conv2d, nn.Conv3d)   # convolutions (IA)³ wraps (PEFT's); they scale whole channels
+
 class IA3Layer(AdapterLayer):
-    "(IA)³ scaling vectors around `nn.Linear` or transformers `Conv1D`."
+    "(IA)³ scaling vectors around `nn.Linear`, transformers `Conv1D`, `nn.Conv2d` or `nn.Conv3d`."
     adapter_layer_names = ("ia3_l",)
     peft_method = "ia3"            # its name in analysis tables when no config names it
 
@@ -77,22 +79,23 @@ class IA3Layer(AdapterLayer):
                  init_ia3_weights: bool = True):
         super().__init__(base_layer)
         self.is_feedforward, self.fan_in_fan_out = is_feedforward, fan_in_fan_out
-        self.in_features, self.out_features = linear_features(self.get_base_layer(), fan_in_fan_out)
+        b = self.get_base_layer()
+        self.is_conv = isinstance(b, _IA3_CONVS)               # channels (groups not divided out), as in PEFT
+        self.in_features, self.out_features = ((b.in_channels, b.out_channels) if self.is_conv
+                                               else linear_features(b, fan_in_fan_out))
         self.ia3_l = nn.ParameterDict()
         self.update_layer(adapter_name, init_ia3_weights)
 
     def update_layer(self, adapter_name: str, init_ia3_weights: bool = True):
         "Create (or re-create) the scaling vector of `adapter_name`."
-        shape = (1, self.in_features) if self.is_feedforward else (self.out_features, 1)
+        n = self.in_features if self.is_feedforward else self.out_features
+        if self.is_conv: shape = (1, n) + (1,) * (self.get_base_layer().weight.dim() - 2)   # (1, C, 1, 1[, 1])
+        else: shape = (1, n) if self.is_feedforward else (n, 1)
         dev = self.get_base_layer().weight.device
         t = torch.empty(shape, device=dev) if dev.type == "meta" else torch.randn(shape, device=dev)
         if init_ia3_weights: t = torch.ones_like(t) if dev.type != "meta" else t
         self.ia3_l[adapter_name] = nn.Parameter(t)
         if not self._active_adapters: self._active_adapters = [adapter_name]
-
-    def _scale_for_weight(self, adapter: str) -> torch.Tensor:
-        l = self.ia3_l[adapter].data
-        return l.T if self.fan_in_fan_out else l       # broadcastable against the stored weight
 
     def merge(self, safe_merge: bool = False, adapter_names=None):
         base = self._mergeable_base()
@@ -109,6 +112,13 @@ class IA3Layer(AdapterLayer):
             self.merged_adapters.append(a)
 
 # %% ../nbs/04_ia3.ipynb #8b035888
+@patch
+def _scale_for_weight(self: IA3Layer, adapter: str) -> torch.Tensor:
+    "The vector as a factor broadcastable against the stored weight (a convolution's: see Conv2d and Conv3d below)."
+    l = self.ia3_l[adapter].data
+    if self.is_conv: return self._conv_scale_for_weight(l)
+    return l.T if self.fan_in_fan_out else l
+
 @patch
 def delta_weight(self: IA3Layer, adapter: str) -> torch.Tensor:
     W = self.get_base_layer().weight.data
@@ -130,10 +140,23 @@ def unmerge(self: IA3Layer):
 def scales(self: IA3Layer) -> str: return "input" if self.is_feedforward else "output"   # where the forward multiplies
 
 @patch
-def scale(self: IA3Layer, adapter: str) -> torch.Tensor: return self.ia3_l[adapter].flatten()   # the forward is AdapterLayer's
+def scale(self: IA3Layer, adapter: str) -> torch.Tensor:
+    "The vector against the channel axis: last for a linear layer, axis 1 of (N, C, *spatial) for a convolution."
+    l = self.ia3_l[adapter]
+    return l[0] if self.is_conv else l.flatten()   # (C, 1, 1[, 1]) / (n,); the forward is AdapterLayer's
 
 @patch
 def __repr__(self: IA3Layer): return "ia3." + super(IA3Layer, self).__repr__()
+
+# %% ../nbs/04_ia3.ipynb #362a521a
+@patch
+def _conv_scale_for_weight(self: IA3Layer, l: torch.Tensor) -> torch.Tensor:
+    "The (1, C, 1, …) vector as a factor broadcastable against the kernel (out, in / groups, *kernel)."
+    if not self.is_feedforward: return l.transpose(0, 1)              # (out, 1, 1, …): whole output channels
+    b = self.get_base_layer()
+    if b.groups == 1: return l                                         # (1, in, 1, …): the kernel's input axis
+    ipg, opg, k = b.in_channels // b.groups, b.out_channels // b.groups, l.shape[2:]
+    return l.reshape(b.groups, 1, ipg, *k).expand(b.groups, opg, ipg, *k).reshape(b.out_channels, ipg, *k)
 
 # %% ../nbs/04_ia3.ipynb #513fd0c3
 class IA3Model(BaseTuner):
@@ -166,8 +189,12 @@ class IA3Model(BaseTuner):
 
     def layer_kwargs(self, config, key): return dict(init_ia3_weights=config.init_ia3_weights)
     def new_layer(self, config, adapter_name, target, key, **kw):
-        "A feedforward target scales its input, any other its output."
-        return IA3Layer(target, adapter_name, is_feedforward_module(config, key),
-                        linear_fan_in_fan_out(target, key, self.method_name), **kw)
+        "A feedforward target scales its input, any other its output; linear layers and Conv2d / Conv3d."
+        if not (isinstance(target, _IA3_CONVS) or is_linear_like(target)):
+            raise TypeError(f"Target module {key!r} is a {type(target).__module__}.{type(target).__name__}, which "
+                            f"(IA)³ cannot wrap; it wraps torch.nn.Linear, transformers' Conv1D, torch.nn.Conv2d and "
+                            f"torch.nn.Conv3d. Choose target_modules among those.")
+        fifo = False if isinstance(target, _IA3_CONVS) else linear_fan_in_fan_out(target, key, self.method_name)
+        return IA3Layer(target, adapter_name, is_feedforward_module(config, key), fifo, **kw)
 
 register_peft_method(PeftType.IA3, IA3Config, IA3Model)

@@ -84,6 +84,8 @@ class LoKrConfig(LycorisConfig):
         check_decompose_factor(self.decompose_factor)
 
 # %% ../nbs/06_lycoris.ipynb #373f29c6
+_LYCORIS_CONVS = (nn.Conv1d, nn.Conv2d)   # the convolutions LoHa and LoKr wrap (PEFT 0.21.2's: no Conv3d)
+
 class LycorisLayer(AdapterLayer):
     "Shared wrapper of LoHa and LoKr: a dense ΔW per adapter, added to the base output."
     other_param_names = ("r", "alpha", "scaling", "rank_dropout", "module_dropout")
@@ -92,7 +94,7 @@ class LycorisLayer(AdapterLayer):
         super().__init__(base_layer)
         self.fan_in_fan_out = fan_in_fan_out
         b = self.get_base_layer()          # PEFT's values: channels for a conv (groups not divided out), else features
-        self.in_features, self.out_features = ((b.in_channels, b.out_channels) if isinstance(b, nn.Conv2d)
+        self.in_features, self.out_features = ((b.in_channels, b.out_channels) if isinstance(b, _LYCORIS_CONVS)
                                                else linear_features(b, fan_in_fan_out))
         for n in self.adapter_layer_names: setattr(self, n, nn.ParameterDict())
         for n in self.other_param_names: setattr(self, n, {})
@@ -102,7 +104,7 @@ class LycorisLayer(AdapterLayer):
     def weight_shape(self) -> tuple:
         "(out, in, *kernel) of the base weight in PyTorch's convention (GPT-2's Conv1D is stored transposed)."
         b = self.get_base_layer()
-        if isinstance(b, nn.Conv2d): return (b.out_channels, b.in_channels // b.groups, *b.kernel_size)
+        if isinstance(b, _LYCORIS_CONVS): return (b.out_channels, b.in_channels // b.groups, *b.kernel_size)
         s = tuple(b.weight.shape)
         return s[::-1] if self.fan_in_fan_out else s
 
@@ -149,8 +151,9 @@ def delta_weight(self: LycorisLayer, adapter: str) -> torch.Tensor:
 @patch
 def _adapter_out(self: LycorisLayer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     b = self.get_base_layer()
-    if isinstance(b, nn.Conv2d):
-        return F.conv2d(x, w, stride=b.stride, padding=b.padding, dilation=b.dilation, groups=b.groups)
+    if isinstance(b, _LYCORIS_CONVS):
+        conv = F.conv1d if isinstance(b, nn.Conv1d) else F.conv2d
+        return conv(x, w, stride=b.stride, padding=b.padding, dilation=b.dilation, groups=b.groups)
     return F.linear(x, w)
 
 @patch
@@ -162,7 +165,7 @@ def delta(self: LycorisLayer, a: str, x: torch.Tensor, result: torch.Tensor) -> 
 
 # %% ../nbs/06_lycoris.ipynb #abbc63b7
 class LoHaLayer(LycorisLayer):
-    "LoHa around `nn.Linear`, transformers `Conv1D` or `nn.Conv2d`: ΔW = s (W1a W1b) ⊙ (W2a W2b)."
+    "LoHa around `nn.Linear`, transformers `Conv1D`, `nn.Conv1d` or `nn.Conv2d`: ΔW = s (W1a W1b) ⊙ (W2a W2b)."
     adapter_layer_names = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")
 
     def update_layer(self, adapter_name: str, r: int = 8, alpha: float = 8, rank_dropout: float = 0.0,
@@ -170,9 +173,9 @@ class LoHaLayer(LycorisLayer):
         "Create (or re-create) the LoHa tensors of `adapter_name`."
         self._set_common(adapter_name, r, alpha, rank_dropout, module_dropout)
         shape = self.weight_shape
-        if len(shape) == 4 and use_effective_conv2d and shape[2:] != (1, 1):
-            for i in ("1", "2"):
-                self._new(f"hada_t{i}", adapter_name, r, r, *shape[2:])
+        if len(shape) > 2 and use_effective_conv2d and math.prod(shape[2:]) != 1:
+            for i in ("1", "2"):                      # Conv1d's kernel (k,) gets a unit axis: cores (r, r, k, 1)
+                self._new(f"hada_t{i}", adapter_name, r, r, *(*shape[2:], 1)[:2])
                 self._new(f"hada_w{i}_a", adapter_name, r, shape[0]); self._new(f"hada_w{i}_b", adapter_name, r, shape[1])
         else:
             out, inn = shape[0], math.prod(shape[1:])
@@ -195,7 +198,7 @@ class LoHaLayer(LycorisLayer):
 
 # %% ../nbs/06_lycoris.ipynb #c93f472e
 class LoKrLayer(LycorisLayer):
-    "LoKr around `nn.Linear`, transformers `Conv1D` or `nn.Conv2d`: ΔW = s W1 ⊗ W2."
+    "LoKr around `nn.Linear`, transformers `Conv1D`, `nn.Conv1d` or `nn.Conv2d`: ΔW = s W1 ⊗ W2."
     adapter_layer_names = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
     other_param_names = LycorisLayer.other_param_names + ("rank_dropout_scale",)
 
@@ -213,8 +216,8 @@ class LoKrLayer(LycorisLayer):
             self._new("lokr_w1_a", adapter_name, a, r); self._new("lokr_w1_b", adapter_name, r, c)
         else: self._new("lokr_w1", adapter_name, a, c)
         if r >= max(b, d) / 2: self._new("lokr_w2", adapter_name, b, d, *k)
-        elif use_effective_conv2d and len(k) == 2 and k != (1, 1):
-            self._new("lokr_t2", adapter_name, r, r, *k)
+        elif use_effective_conv2d and len(k) in (1, 2) and math.prod(k) != 1:
+            self._new("lokr_t2", adapter_name, r, r, *(*k, 1)[:2])     # Conv1d: (r, r, k, 1), as in PEFT
             self._new("lokr_w2_a", adapter_name, r, b); self._new("lokr_w2_b", adapter_name, r, d)
         else:
             self._new("lokr_w2_a", adapter_name, b, r); self._new("lokr_w2_b", adapter_name, r, d * math.prod(k))
@@ -233,7 +236,8 @@ def _delta(self: LoKrLayer, adapter: str, train: bool = False) -> torch.Tensor:
         w2 = torch.einsum("ijkl,ip,jr->prkl", self.lokr_t2[adapter], self.lokr_w2_a[adapter], self.lokr_w2_b[adapter])
     else: w2 = self.lokr_w2_a[adapter] @ self.lokr_w2_b[adapter]
     if w2.dim() == 4: w1 = w1[:, :, None, None]
-    w = (torch.kron(w1, w2.contiguous()) * self.scaling[adapter]).reshape(self.weight_shape)
+    w2 = w2.contiguous().flatten().view(w2.shape)   # plain strides: torch.kron fails on einsum's strides of size-1 axes
+    w = (torch.kron(w1, w2) * self.scaling[adapter]).reshape(self.weight_shape)
     return self._rank_drop(w, adapter, rescale=self.rank_dropout_scale[adapter]) if train else w
 
 # %% ../nbs/06_lycoris.ipynb #6dd49c07
@@ -246,18 +250,19 @@ class _LycorisTuner(BaseTuner):
                     init_weights=config.init_weights, use_effective_conv2d=config.use_effective_conv2d)
 
     def new_layer(self, config, adapter_name, target, key, **kw):
-        "LyCORIS layers compute with the dense W + ΔW: linear and Conv2d targets, never packed (quantized) weights."
+        "LyCORIS layers compute with the dense W + ΔW: linear, Conv1d and Conv2d targets, never packed (quantized) weights."
         if packed_weight(getattr(target, "weight", None)) is not None:
             raise TypeError(f"Target module {key!r} is a {type(target).__name__} with a packed (quantized) "
                             f"{type(target.weight).__name__} weight. {self.method_name} computes with the dense W + ΔW, "
                             f"so it cannot wrap quantized layers (PEFT cannot either); use LoRA, DoRA, AdaLoRA, VeRA or (IA)³ on a quantized model, "
                             f"or load the base without quantization_config.")
         C = _conv1d_cls()
-        if isinstance(target, (nn.Linear, nn.Conv2d)): fifo = False
+        if isinstance(target, (nn.Linear, *_LYCORIS_CONVS)): fifo = False
         elif C is not None and isinstance(target, C): fifo = True
         else:
             raise TypeError(f"Target module {key!r} is a {type(target).__name__}, which {self.method_name} cannot "
-                            f"wrap; it wraps torch.nn.Linear, transformers' Conv1D and torch.nn.Conv2d. Choose "
+                            f"wrap; it wraps torch.nn.Linear, transformers' Conv1D, torch.nn.Conv1d and torch.nn.Conv2d (PEFT has "
+                            f"no LyCORIS layer for other types, e.g. torch.nn.Conv3d). Choose "
                             f"target_modules among those.")
         try: return self.layer_cls(target, adapter_name, fan_in_fan_out=fifo, **kw)
         except ValueError as e: raise ValueError(f"{key}: {e}") from None
