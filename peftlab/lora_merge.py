@@ -11,7 +11,7 @@ from typing import Literal, Optional
 import torch
 from .core import patch_to
 from .core import ModulesToSaveWrapper, PeftType
-from .lora import LoraModel, LoraLayer, Conv2d
+from .lora import LoraModel, LoraLayer, ConvNd
 
 # %% auto #0
 __all__ = ['COMBINATION_TYPES', 'prune', 'majority_sign_mask', 'task_arithmetic', 'magnitude_prune', 'ties', 'dare_linear',
@@ -180,8 +180,7 @@ def _svd_factors(layer, rule, adapters, weights, new_rank, density, sign_method,
     is_embedding = any(a in layer.lora_embedding_A for a in adapters)
     dws = [layer.get_delta_weight(a) for a, _ in valid]
     dw = _RULES[rule.removesuffix("_svd")](dws, torch.tensor([w for _, w in valid]).to(dws[0].device), density, sign_method)
-    conv = isinstance(layer, Conv2d)
-    if conv: dw = dw.squeeze() if layer.weight.shape[2:4] == (1, 1) else dw.flatten(start_dim=1)
+    if isinstance(layer, ConvNd): dw = dw.flatten(start_dim=1)     # (out, in·kernel): what B @ A spans
     if getattr(layer, "fan_in_fan_out", False) or is_embedding: dw = dw.T   # back to B @ A's (out, in) layout
     U, S, Vh = torch.linalg.svd(dw, full_matrices=full_matrices, driver=driver)
     U, Vh = U[:, :new_rank] @ torch.diag(S[:new_rank]), Vh[:new_rank, :]
@@ -226,7 +225,7 @@ def add_weighted_adapter(self,
         elif combination_type in _SVD_TYPES:
             A, B = _svd_factors(layer, combination_type, adapters, weights, new_rank, density, majority_sign_method,
                                 svd_clamp, svd_full_matrices, svd_driver)
-            if isinstance(layer, Conv2d): A, B = A.reshape(tA.shape), B.reshape(tB.shape)
+            if isinstance(layer, ConvNd): A, B = A.reshape(tA.shape), B.reshape(tB.shape)
             tA.data, tB.data = A, B
         else:
             tA.data, tB.data = _combined_factors(layer, combination_type, adapters, weights, density,
