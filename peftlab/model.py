@@ -13,7 +13,8 @@ from .core import *
 # %% auto #0
 __all__ = ['MODEL_TYPE_TO_PEFT_MODEL_MAPPING', 'count_parameters', 'PeftModel', 'PeftModelForCausalLM', 'PeftModelForSeq2SeqLM',
            'PeftModelForFeatureExtraction', 'PeftModelForSequenceClassification', 'PeftModelForTokenClassification',
-           'PeftModelForQuestionAnswering', 'get_peft_model']
+           'PeftModelForQuestionAnswering', 'get_peft_model', 'TunerLayerStatus', 'TunerModelStatus',
+           'get_layer_status', 'get_model_status']
 
 # %% ../nbs/01_model.ipynb #a5797abd
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -289,6 +290,172 @@ def merge_and_unload(self: PeftModel, progressbar: bool = False, safe_merge: boo
 def unload(self: PeftModel) -> nn.Module:
     "Drop the adapters without merging and return the original base model."
     return self.base_model.unload()
+
+# %% ../nbs/01_model.ipynb #ebcfc8fa
+import collections, dataclasses
+from typing import Literal
+
+@dataclasses.dataclass
+class TunerLayerStatus:
+    "The state of one adapter layer (PEFT's dataclass: same fields, same values)."
+    name: str
+    module_type: str
+    enabled: bool
+    active_adapters: list[str]
+    merged_adapters: list[str]
+    requires_grad: dict[str, Union[bool, Literal["irregular"]]]
+    available_adapters: list[str]
+    devices: dict[str, list[str]]
+    quantization_backend: Optional[str]
+
+@dataclasses.dataclass
+class TunerModelStatus:
+    "The state of all adapter layers of a model; `\"irregular\"` where the layers disagree (PEFT's dataclass)."
+    base_model_type: str
+    adapter_model_type: str
+    peft_types: dict[str, str]
+    trainable_params: int
+    total_params: int
+    num_adapter_layers: int
+    enabled: Union[bool, Literal["irregular"]]
+    active_adapters: Union[list[str], Literal["irregular"]]
+    merged_adapters: Union[list[str], Literal["irregular"]]
+    requires_grad: dict[str, Union[bool, Literal["irregular"]]]
+    available_adapters: list[str]
+    devices: dict[str, list[str]]
+    quantization_backend: Union[str, None, Literal["irregular"]]
+
+# %% ../nbs/01_model.ipynb #cfa69c1b
+def _irregular(vals) -> Union[bool, str]:
+    "True if all are True, False if all are False, else \"irregular\" (PEFT's rule)."
+    if all(v is True for v in vals): return True
+    if all(v is False for v in vals): return False
+    return "irregular"
+
+def _per_adapter_tensors(m: nn.Module, attrs) -> dict:
+    "adapter -> its tensors in attributes `attrs`: a ModuleDict's submodule parameters, a Parameter/BufferDict's values."
+    out = collections.defaultdict(list)
+    for attr in attrs:
+        d = getattr(m, attr, None)
+        if isinstance(d, nn.ModuleDict):
+            for k, sub in d.items(): out[k].extend(sub.parameters())
+        elif isinstance(d, nn.ParameterDict) or type(d).__name__ == "BufferDict":
+            for k, t in d.items(): out[k].append(t)
+    return out
+
+_PEFT_LAYER_PREFIX = {"lora": "lora.", "ia3": "", "loha": "loha.", "lokr": "lokr.", "vera": "vera.",
+                      "adalora": "adalora.SVD"}
+
+def _module_type(m: nn.Module) -> str:
+    "PEFT's class name for the layer: `<method>.<kind of base layer>`, e.g. `lora.Linear` (IA3's have no prefix)."
+    name = repr(m).partition("(")[0]
+    prefix = _PEFT_LAYER_PREFIX.get(name.partition(".")[0])
+    if not isinstance(m, AdapterLayer) or prefix is None: return name    # modules_to_save, peftlab-only methods
+    base = type(m.get_base_layer()).__name__
+    return prefix + ("Linear" if base == "Conv1D" else base)             # GPT-2's Conv1D sits in PEFT's Linear
+
+_QUANT_BACKEND_NAMES = {"Params4bit": "bnb 4bit", "Int8Params": "bnb 8bit"}   # packed weight class -> PEFT's name
+_REPORTS_QUANT_BACKEND = {"vera", "oft", "boft", "shira", "miss"}   # PEFT 0.21.2's layers that set it (not LoRA)
+
+def _quantization_backend(m: nn.Module, module_type: str) -> Optional[str]:
+    if not isinstance(m, AdapterLayer) or module_type.partition(".")[0] not in _REPORTS_QUANT_BACKEND: return None
+    return _QUANT_BACKEND_NAMES.get(type(getattr(m.get_base_layer(), "weight", None)).__name__)
+
+# %% ../nbs/01_model.ipynb #85476063
+def _layer_status(name: str, m: nn.Module, model_active: list) -> TunerLayerStatus:
+    "The status of one adapter layer or modules_to_save wrapper; `model_active`: the adapters the tuner activated."
+    is_layer = isinstance(m, AdapterLayer)
+    trainable = _per_adapter_tensors(m, m.adapter_layer_names if is_layer else ("modules_to_save",))
+    held = _per_adapter_tensors(m, m.adapter_layer_names + m.other_param_names if is_layer else ("modules_to_save",))
+    module_type = _module_type(m)
+    if is_layer:
+        active, merged, available = list(m.active_adapters), list(m.merged_adapters), m.adapter_names
+        if active == [a for a in model_active if a in available]: active = list(model_active)  # as the tuner set it
+    else:
+        active = [] if m.active_adapter is None else [m.active_adapter]
+        merged, available = [], m.adapter_names
+    return TunerLayerStatus(
+        name=name, module_type=module_type, enabled=not m.disable_adapters, active_adapters=active,
+        merged_adapters=merged, available_adapters=sorted(available),
+        requires_grad={k: _irregular([p.requires_grad for p in ps]) for k, ps in trainable.items()},
+        devices={k: sorted({t.device.type for t in ts}) for k, ts in held.items()},
+        quantization_backend=_quantization_backend(m, module_type))
+
+def _refuse_prompt_learning(model, fn: str):
+    if isinstance(model, PeftModel) and any(c.is_prompt_learning for c in model.peft_config.values()):
+        raise TypeError(f"{fn}() got an invalid PeftModel instance; prefix tuning and adaption prompt are not "
+                        f"supported: prompt-learning methods have no adapter layers to report on. Use it on a model "
+                        f"with LoRA-style adapters (LoRA, IA3, LoHa, VeRA, ...).")
+
+def _layer_statuses(model: nn.Module) -> list[TunerLayerStatus]:
+    "The status of every adapter layer and modules_to_save wrapper in `model`, in module order."
+    _refuse_prompt_learning(model, "get_layer_status")
+    root = model.base_model if isinstance(model, PeftModel) else model
+    mods = [(n, m) for n, m in root.named_modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    model_active = list(dict.fromkeys(a for _, m in mods if isinstance(m, AdapterLayer) for a in m.active_adapters))
+    out = [_layer_status(n, m, model_active) for n, m in mods]
+    if not out:
+        raise ValueError("No adapter layers found in the model, please ensure that it's a PEFT model or that you have "
+                         "PEFT adapters injected in the model.")
+    return out
+
+# %% ../nbs/01_model.ipynb #0161c22c
+def _merged_over_layers(layers: list) -> Union[list, str]:
+    "Adapters merged in some layer; \"irregular\" if one of them is unmerged in a layer that holds it."
+    merged = set().union(*(s.merged_adapters for s in layers))
+    if any((set(s.available_adapters) - set(s.merged_adapters)) & merged for s in layers): return "irregular"
+    return sorted(merged)
+
+def _agree(vals: set, empty=None):
+    "The one value all layers share, or \"irregular\"."
+    if not vals: return empty
+    return vals.pop() if len(vals) == 1 else "irregular"
+
+def _model_status(model: nn.Module) -> TunerModelStatus:
+    "The layers' statuses summed up over the model; a field is \"irregular\" where the layers disagree."
+    _refuse_prompt_learning(model, "get_model_status")
+    if isinstance(model, PeftModel):
+        base_type, adapter_type = type(model.get_base_model()).__name__, type(model.base_model).__name__
+        peft_types = {k: getattr(c.peft_type, "value", c.peft_type) for k, c in model.peft_config.items()}
+    else:
+        pretrained = any(c.__name__ == "PreTrainedModel" for c in type(model).__mro__)   # transformers' model
+        base_type, adapter_type, peft_types = type(model).__name__ if pretrained else "other", "None", {}
+    trainable, total = count_parameters(model)
+    layers = _layer_statuses(model)
+    grads, devices = collections.defaultdict(list), collections.defaultdict(set)
+    for s in layers:
+        for k, v in s.requires_grad.items(): grads[k].append(v)
+        for k, v in s.devices.items(): devices[k].update(v)
+    active = _agree({tuple(s.active_adapters) for s in layers}, ())
+    return TunerModelStatus(
+        base_model_type=base_type, adapter_model_type=adapter_type, peft_types=peft_types,
+        trainable_params=trainable, total_params=total, num_adapter_layers=len(layers),
+        enabled=_agree({s.enabled for s in layers}),
+        active_adapters=active if active == "irregular" else list(active),
+        merged_adapters=_merged_over_layers(layers),
+        requires_grad={k: _irregular(v) for k, v in grads.items()},
+        available_adapters=sorted(set().union(*(s.available_adapters for s in layers))),
+        devices={k: sorted(v) for k, v in devices.items()},
+        quantization_backend=_agree({s.quantization_backend for s in layers}))
+
+# %% ../nbs/01_model.ipynb #4a939925
+@patch
+def get_layer_status(self: PeftModel) -> list[TunerLayerStatus]:
+    "The status of each adapter layer (PEFT's `PeftModel.get_layer_status`)."
+    return _layer_statuses(self)
+
+@patch
+def get_model_status(self: PeftModel) -> TunerModelStatus:
+    "The status of the adapters over the whole model (PEFT's `PeftModel.get_model_status`)."
+    return _model_status(self)
+
+def get_layer_status(model: nn.Module) -> list[TunerLayerStatus]:
+    "The status of each adapter layer of `model`: a `PeftModel`, or a base model with adapters injected."
+    return _layer_statuses(model)
+
+def get_model_status(model: nn.Module) -> TunerModelStatus:
+    "The status of the adapters of `model` (a `PeftModel` or a base model with adapters) over all its layers."
+    return _model_status(model)
 
 # %% ../nbs/01_model.ipynb #dce86f88
 @patch
