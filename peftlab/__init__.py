@@ -8,15 +8,16 @@ __all__ = ['prepare_model_for_kbit_training', 'PeftType', 'TaskType', 'PeftConfi
            'ModulesToSaveWrapper', 'check_target_module_exists', 'register_peft_method', 'PeftModel',
            'PeftModelForCausalLM', 'PeftModelForSeq2SeqLM', 'PeftModelForSequenceClassification',
            'PeftModelForTokenClassification', 'PeftModelForQuestionAnswering', 'PeftModelForFeatureExtraction',
-           'get_peft_model', 'LoraConfig', 'LoraModel', 'IA3Config', 'IA3Model', 'AdaLoraConfig', 'AdaLoraModel',
-           'AdaLoraCallback', 'rank_history', 'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig',
-           'PrefixTuningConfig', 'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig',
-           'PromptTuner', 'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel',
-           'LoKrConfig', 'LoKrModel', 'VeraConfig', 'VeraModel', 'BottleneckConfig', 'pissa_init', 'olora_init',
-           'LoftQConfig', 'loftq_decompose', 'replace_lora_weights_loftq', 'loftq_report', 'plot_loftq',
-           'BottleneckModel', 'fit', 'evaluate', 'accuracy', 'default_collate', 'get_peft_model_state_dict',
-           'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel', 'AutoPeftModelForCausalLM',
-           'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
+           'get_peft_model', 'get_layer_status', 'get_model_status', 'create_loraplus_optimizer', 'LoraConfig',
+           'LoraModel', 'IA3Config', 'IA3Model', 'AdaLoraConfig', 'AdaLoraModel', 'AdaLoraCallback', 'rank_history',
+           'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig',
+           'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner',
+           'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel', 'LoKrConfig',
+           'LoKrModel', 'VeraConfig', 'VeraModel', 'BottleneckConfig', 'pissa_init', 'olora_init', 'LoftQConfig',
+           'loftq_decompose', 'replace_lora_weights_loftq', 'loftq_report', 'plot_loftq', 'BottleneckModel', 'fit',
+           'evaluate', 'accuracy', 'default_collate', 'get_peft_model_state_dict', 'set_peft_model_state_dict',
+           'load_peft_weights', 'AutoPeftModel', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
+           'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
            'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'param_breakdown',
            'plot_param_breakdown', 'delta_spectra', 'delta_svd', 'spectra_summary', 'energy_fractions', 'plot_spectra',
            'plot_effective_rank', 'subspace_similarity', 'plot_subspace_similarity', 'amplification', 'estimate_memory',
@@ -28,7 +29,7 @@ from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, Ba
                           ModulesToSaveWrapper, check_target_module_exists, register_peft_method)
 from .model import (PeftModel, PeftModelForCausalLM, PeftModelForSeq2SeqLM, PeftModelForSequenceClassification,
                            PeftModelForTokenClassification, PeftModelForQuestionAnswering,
-                           PeftModelForFeatureExtraction, get_peft_model)
+                           PeftModelForFeatureExtraction, get_peft_model, get_layer_status, get_model_status)
 
 # %% ../nbs/99_init.ipynb #7d95d91b
 from .lora import LoraConfig, LoraModel
@@ -44,6 +45,7 @@ from .loftq import (LoftQConfig, loftq_decompose, loftq_report, plot_loftq,   # 
                            replace_lora_weights_loftq)
 from .dora import DoraLinear, DoraEmbedding, DoraConv2d   # registers DoRA layers: LoraConfig(use_dora=True)
 from .lora_merge import COMBINATION_TYPES   # also attaches LoraModel.add_weighted_adapter
+from .loraplus import create_loraplus_optimizer
 
 # %% ../nbs/99_init.ipynb #b75f57fb
 from .lycoris import LoHaConfig, LoHaModel, LoKrConfig, LoKrModel
@@ -78,7 +80,8 @@ from .sweep import sweep, plot_sweep, LiveSweepPlot
 _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "BaseTuner", "ModulesToSaveWrapper",
          "check_target_module_exists", "register_peft_method", "PeftModel", "PeftModelForCausalLM",
          "PeftModelForSeq2SeqLM", "PeftModelForSequenceClassification", "PeftModelForTokenClassification",
-         "PeftModelForQuestionAnswering", "PeftModelForFeatureExtraction", "get_peft_model", "LoraConfig", "LoraModel",
+         "PeftModelForQuestionAnswering", "PeftModelForFeatureExtraction", "get_peft_model", "get_layer_status",
+         "get_model_status", "create_loraplus_optimizer", "LoraConfig", "LoraModel",
          "IA3Config", "IA3Model", "AdaLoraConfig", "AdaLoraModel", "AdaLoraCallback", "rank_history",
          "plot_rank_allocation", "PromptTuningConfig", "PromptEncoderConfig", "PrefixTuningConfig",
          "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner",
