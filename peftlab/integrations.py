@@ -16,11 +16,9 @@ __all__ = ['DIFFUSERS_WEIGHTS_NAME', 'DIFFUSERS_METADATA_KEY', 'PeftlabTrainerMi
 # %% ../nbs/14_integrations.ipynb #22ab9727
 def _adapter_folders(folder, model) -> dict:
     "`{adapter name: folder}` for the adapters of `model` saved in checkpoint `folder` (PEFT's layout)."
-    out = {}
-    for name in model.peft_config:
-        sub = folder if name == "default" else os.path.join(folder, name)
-        if os.path.isfile(os.path.join(sub, "adapter_config.json")): out[name] = sub
-    return out
+    from peftlab.io import CONFIG_NAME, adapter_folder
+    found = {name: adapter_folder(folder, name) for name in model.peft_config}
+    return {name: sub for name, sub in found.items() if (sub / CONFIG_NAME).is_file()}
 
 # %% ../nbs/14_integrations.ipynb #aa32e872
 class PeftlabTrainerMixin:

@@ -20,7 +20,7 @@ __all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'PEFT_FORM
            'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'state_dict_path',
            'adapter_key_map', 'get_peft_model_state_dict', 'AdapterLoadResult', 'set_peft_model_state_dict',
            'folder_lock', 'write_adapter_files', 'committed_file', 'settle_folder', 'reading_folder',
-           'config_fingerprint', 'load_peft_weights', 'AutoPeftModel']
+           'config_fingerprint', 'adapter_folder', 'load_peft_weights', 'AutoPeftModel']
 
 # %% ../nbs/11_io.ipynb #290e3867
 CONFIG_NAME = "adapter_config.json"
@@ -293,6 +293,10 @@ def _check_not_partitioned(model: nn.Module, sd: dict, names: list, save_embeddi
                                  f"them first, e.g. state_dict=accelerator.get_state_dict(model), or save inside "
                                  f"deepspeed.zero.GatheredParameters(model.parameters()).")
 
+def adapter_folder(save_directory, adapter_name: str) -> Path:
+    "Where `save_pretrained` puts `adapter_name` (PEFT's layout): `save_directory` for 'default', else its sub-folder."
+    return Path(save_directory) if adapter_name == "default" else Path(save_directory) / adapter_name
+
 def _full_tensors(tensors: dict) -> dict:
     "Each FSDP2 `DTensor` shard gathered into its full tensor (collective: every rank calls this, in the same order)."
     return {k: (t.full_tensor() if hasattr(t, "full_tensor") else t) for k, t in tensors.items()}
@@ -321,7 +325,7 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
     files = {name: _full_tensors(get_peft_model_state_dict(self, sd, name, save_embedding_layers)) for name in names}
     if not is_main_process: return
     for name, tensors in files.items():
-        out = Path(save_directory) if name == "default" else Path(save_directory) / name
+        out = adapter_folder(save_directory, name)
         seen, clean = {}, {}
         for k, t in tensors.items():   # safetensors refuses shared storage: clone aliases, make contiguous
             t = t.detach()
