@@ -365,16 +365,8 @@ def delta_weight(self: ConvNd, adapter: str) -> torch.Tensor:
     dw = (B.to(dt).flatten(1) @ A.to(dt).flatten(1)).view(base.weight.shape)
     return (dw * self.scaling[adapter]).to(base.weight.dtype)
 
-@patch
-def delta_bias(self: ConvNd, adapter: str):
-    b = self.lora_B[adapter].bias
-    return None if b is None else b * self.scaling[adapter]
-
-@patch
-def delta(self: ConvNd, a, x, result):
-    A = self.lora_A[a]
-    x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
-    return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
+# A and B are modules here as in `Linear`: the same bias update and the same forward, s·B(A(dropout(x)))
+ConvNd.delta_bias, ConvNd.delta = Linear.delta_bias, Linear.delta
 
 # %% ../nbs/02_lora.ipynb #126938b5
 _LORA_DISPATCHERS: list = []   # (predicate(target) -> bool, layer class), consulted first, newest first
