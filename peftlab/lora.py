@@ -15,7 +15,8 @@ from .core import _conv1d_cls
 
 # %% auto #0
 __all__ = ['init_family', 'LoraConfig', 'LoraLayer', 'register_lora_init', 'Linear', 'Embedding', 'ConvNd', 'Conv1d', 'Conv2d',
-           'Conv3d', 'register_lora_dispatcher', 'LoraModel', 'convert_to_plain_lora']
+           'Conv3d', 'register_lora_dispatcher', 'LoraModel', 'LoraOption', 'register_lora_option',
+           'convert_to_plain_lora']
 
 # %% ../nbs/02_lora.ipynb #022f8d80
 _PLAIN_INITS = (True, False, "gaussian")
@@ -32,6 +33,7 @@ _UNSUPPORTED_VARIANTS = {  # field -> value that means "off"
     "trainable_token_indices": None, "alora_invocation_tokens": None, "use_bdlora": None, "arrow_config": None,
     "target_parameters": None, "eva_config": None, "corda_config": None, "megatron_config": None,
 }
+_LORA_OPTIONS: dict = {}   # field -> LoraOption, filled by the module that implements the option
 
 from typing import Literal
 
@@ -84,6 +86,7 @@ class LoraConfig(TunerConfig):
                           "rank_pattern/alpha_pattern.")   # PEFT's warning, word for word: the conversion would refuse
         for k, off in _UNSUPPORTED_VARIANTS.items():
             if k == "use_dora" and self.peft_type == PeftType.LORA: continue   # LoRA's DoRA lives in peftlab.dora
+            if k in _LORA_OPTIONS and self.peft_type == PeftType.LORA: continue  # implemented by a registered module
             v = getattr(self, k)
             if v not in (off, None) and v != {} and v is not False:
                 raise ValueError(f"LoraConfig.{k}={v!r} selects a LoRA variant peftlab does not implement yet; "
@@ -453,6 +456,36 @@ def new_layer(self: LoraModel, config, adapter_name, target, key, **kw):
 
 # %% ../nbs/02_lora.ipynb #584fcd8f
 register_peft_method(PeftType.LORA, LoraConfig, LoraModel)
+
+# %% ../nbs/02_lora.ipynb #a1b2c3d5
+from typing import Callable, NamedTuple
+
+class LoraOption(NamedTuple):
+    before: Optional[Callable] = None    # before(tuner, model, adapter_name, config), before targets are wrapped
+    after: Optional[Callable] = None     # after(tuner, model, adapter_name, config), once they are
+    selects_targets: bool = False        # the option picks its own targets: target_modules may be empty
+
+def register_lora_option(field: str, *, before=None, after=None, selects_targets: bool = False):
+    "Implement `LoraConfig.<field>`: `LoraConfig` accepts it, and `LoraModel` calls the hooks when it is set."
+    if field not in _UNSUPPORTED_VARIANTS:
+        raise ValueError(f"{field!r} is not a LoRA option that awaits an implementation; choose one of "
+                         f"{sorted(_UNSUPPORTED_VARIANTS)}.")
+    _LORA_OPTIONS[field] = LoraOption(before, after, selects_targets)
+
+def _options_on(config) -> list:
+    return [o for f, o in _LORA_OPTIONS.items() if getattr(config, f, None) not in (None, False, [], {})]
+
+@patch
+def _add_adapter_modules(self: LoraModel, model: nn.Module, adapter_name: str, config):
+    "Wrap the targets of `config`, with the registered options' hooks around it."
+    on = _options_on(config)
+    for o in on:
+        if o.before: o.before(self, model, adapter_name, config)
+    if config.target_modules or not any(o.selects_targets for o in on):
+        super(LoraModel, self)._add_adapter_modules(model, adapter_name, config)
+    for o in on:
+        if o.after: o.after(self, model, adapter_name, config)
+
 
 # %% ../nbs/02_lora.ipynb #a5b61bb2
 LoraLayer.peft_method = "lora"                 # its name in analysis tables when no config names it
