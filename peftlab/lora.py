@@ -14,9 +14,9 @@ from .core import *
 from .core import _conv1d_cls
 
 # %% auto #0
-__all__ = ['init_family', 'LoraConfig', 'LoraLayer', 'register_lora_init', 'Linear', 'Embedding', 'ConvNd', 'Conv1d', 'Conv2d',
-           'Conv3d', 'register_lora_dispatcher', 'LoraModel', 'LoraOption', 'register_lora_option',
-           'convert_to_plain_lora']
+__all__ = ['init_family', 'LoraConfig', 'LoraLayer', 'register_lora_init', 'Linear', 'keep_mask', 'LoraLinearFunction',
+           'Embedding', 'ConvNd', 'Conv1d', 'Conv2d', 'Conv3d', 'register_lora_dispatcher', 'LoraModel', 'LoraOption',
+           'register_lora_option', 'convert_to_plain_lora']
 
 # %% ../nbs/02_lora.ipynb #022f8d80
 _PLAIN_INITS = (True, False, "gaussian")
@@ -249,6 +249,135 @@ def delta(self: Linear, a, x, result):
     A = self.lora_A[a]
     x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
     return self.lora_B[a](A(self.lora_dropout[a](x))) * self.scaling[a]
+
+# %% ../nbs/02_lora.ipynb #8174c562
+_MASK_LEVELS = 1 << 16
+
+def keep_mask(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
+    "A boolean keep-mask shaped like `x` (each entry kept with probability 1 - p'), and p' = p rounded to 2⁻¹⁶."
+    if torch.compiler.is_compiling():                   # traced: an out-of-place draw the compiler fuses
+        return torch.rand(x.shape, device=x.device) >= p, p
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2 ** 63, None)  # 4 × 16 bits
+    drop = round(p * _MASK_LEVELS)
+    return words.view(torch.int16)[:n].view(x.shape) >= drop - _MASK_LEVELS // 2, drop / _MASK_LEVELS
+
+# %% ../nbs/02_lora.ipynb #0c37b175
+class LoraLinearFunction(torch.autograd.Function):
+    "y = b + x Wᵀ + s'(m⊙x) Aᵀ Bᵀ for a frozen W (stored (in, out) when `transposed`), as one autograd node."
+    @staticmethod
+    def forward(ctx, x, W, b, A, B, s: float, p: float, transposed: bool):
+        mask, xm = None, x
+        if p > 0:
+            mask, p = keep_mask(x, p)
+            xm, s = torch.where(mask, x, 0.0), s / (1 - p)
+        h = xm @ A.t()
+        Wt = W if transposed else W.t()
+        out = x @ Wt if b is None else torch.addmm(b, x, Wt)
+        out.addmm_(h, B.t(), alpha=s)
+        ctx.save_for_backward(xm, h, W, A, B, mask)
+        ctx.s, ctx.transposed = s, transposed
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        xm, h, W, A, B, mask = ctx.saved_tensors
+        s, need = ctx.s, ctx.needs_input_grad
+        gh = (B.t().contiguous() @ g.t()).t().mul_(s)              # ∂h = s' g B, (N, r)
+        gB = (h.t() @ g).t().mul_(s) if need[4] else None           # s' gᵀh, formed as (hᵀg)ᵀ
+        gA = gh.t() @ xm if need[3] else None
+        gx = None
+        if need[0]:
+            gx = g @ (W.t() if ctx.transposed else W)
+            if mask is None: gx.addmm_(gh, A)
+            else: gx.addcmul_(gh @ A, mask)
+        return gx, None, None, gA, gB, None, None, None
+
+# %% ../nbs/02_lora.ipynb #79ae6513
+def _no_hooks(*mods) -> bool:
+    g = nn.modules.module
+    if g._global_forward_hooks or g._global_forward_pre_hooks: return False
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in mods)
+
+@patch
+def _fused_inputs(self: Linear, x: torch.Tensor, args, kwargs):
+    "(x, W, b, A, B, s, p, transposed) for `LoraLinearFunction`, or None where the general path must run."
+    if args or kwargs or len(self._active_adapters) != 1 or self._disable_adapters or self.merged_adapters: return None
+    a = self._active_adapters[0]
+    base, s = self.base_layer, self.scaling.get(a)
+    Am, Bm, drop = self.lora_A[a], self.lora_B[a], self.lora_dropout[a]
+    Conv1D = _conv1d_cls()
+    if type(base) is not nn.Linear and (Conv1D is None or type(base) is not Conv1D): return None
+    W, b = base.weight, base.bias
+    if type(s) not in (int, float) or Bm.bias is not None or type(drop) not in (nn.Dropout, nn.Identity): return None
+    if W.requires_grad or (b is not None and b.requires_grad) or torch.is_autocast_enabled(x.device.type): return None
+    if not (x.dtype == W.dtype == Am.weight.dtype == Bm.weight.dtype) or not _no_hooks(base, Am, Bm, drop): return None
+    p = drop.p if type(drop) is nn.Dropout and drop.training else 0.0
+    return x.reshape(-1, x.shape[-1]), W, b, Am.weight, Bm.weight, float(s), p, self.fan_in_fan_out
+
+@patch
+def forward(self: Linear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    "The base output plus s·B(A(dropout(x))), as one `LoraLinearFunction` where it applies."
+    if type(self).delta is Linear.delta and self.__class__.forward is Linear.forward:
+        inputs = self._fused_inputs(x, args, kwargs)
+        if inputs is not None:
+            out = LoraLinearFunction.apply(*inputs)
+            return out.view(*x.shape[:-1], out.shape[-1])
+    return AdapterLayer.forward(self, x, *args, **kwargs)
+
+# %% ../nbs/02_lora.ipynb #54f6e485
+import functools
+
+@functools.lru_cache(maxsize=256)
+def _row_slots(names: tuple, here: tuple) -> torch.Tensor:
+    "Each row's slot in the stack: its adapter's position in `here`, or len(here) (the zero slot)."
+    pos = {a: i for i, a in enumerate(here)}
+    return torch.tensor([pos.get(a, len(here)) for a in names])
+
+def _weight(d: nn.ModuleDict, a: str) -> torch.Tensor: return d._modules[a]._parameters["weight"]  # no __getattr__
+
+@patch
+def _row_adapters(self: Linear, names: tuple, here: tuple, training: bool):
+    "Per row: Aᵀ (n, in, r), (sB)ᵀ (n, r, out) and the drop level (n,) or None, zero-padded to the largest rank."
+    Ws = [w for a in here for w in (_weight(self.lora_A, a), _weight(self.lora_B, a))]
+    grad = torch.is_grad_enabled() and any(w.requires_grad for w in Ws)
+    key = (names, here, training, tuple((w._version, w.data_ptr()) for w in Ws))
+    cache = self.__dict__.get("_rows_cache")
+    if not grad and cache is not None and cache[0] == key: return cache[1]
+    r = max(self.r[a] for a in here)
+    As, Bs, drops = [], [], []
+    for i, a in enumerate(here):
+        A, B, d = Ws[2 * i], Ws[2 * i + 1], self.lora_dropout[a]
+        drop = round(d.p * _MASK_LEVELS) if training and isinstance(d, nn.Dropout) else 0
+        As.append(F.pad(A, (0, 0, 0, r - A.shape[0])))
+        Bs.append(F.pad(B * (float(self.scaling[a]) / (1 - drop / _MASK_LEVELS)), (0, r - B.shape[1])))
+        drops.append(drop)
+    As.append(Ws[0].new_zeros(r, Ws[0].shape[1])); Bs.append(Ws[1].new_zeros(Ws[1].shape[0], r)); drops.append(0)
+    slot = _row_slots(names, here).to(Ws[0].device)
+    out = (torch.stack(As)[slot].transpose(1, 2), torch.stack(Bs)[slot].transpose(1, 2),
+           torch.tensor(drops, device=slot.device)[slot] if any(drops) else None)
+    if not grad: self.__dict__["_rows_cache"] = (key, out)
+    return out
+
+# %% ../nbs/02_lora.ipynb #35907699
+@patch
+def _mixed_batch_forward(self: Linear, x, adapter_names, *args, **kwargs):
+    "Row i through adapter `adapter_names[i]`: the base once, then every row's adapter in two batched matmuls."
+    names = tuple(adapter_names)
+    here = tuple(a for a, _ in mixed_batch(names).groups if a in self.lora_A._modules)
+    plain = type(self).delta is Linear.delta and not args and not kwargs and x.dim() >= 2
+    if not plain or len(here) < 2 or any(self.lora_B[a].bias is not None for a in here):
+        return AdapterLayer._mixed_batch_forward(self, x, adapter_names, *args, **kwargs)
+    self._check_mixed_batch(x, adapter_names)
+    result = self.base_layer(x)
+    At, sBt, drop = self._row_adapters(names, here, self.training)
+    x3 = x.reshape(x.shape[0], -1, x.shape[-1]).to(At.dtype)
+    if drop is not None:        # each row's keep-mask at its adapter's level, from the fused path's 16-bit draws
+        words = torch.empty((x3.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-2 ** 63, None)
+        keep = words.view(torch.int16)[:x3.numel()].view(x3.shape) >= (drop - _MASK_LEVELS // 2).view(-1, 1, 1)
+        x3 = torch.where(keep, x3, 0.0)
+    out = torch.baddbmm(result.reshape(x3.shape[0], x3.shape[1], -1).to(At.dtype), torch.bmm(x3, At), sBt)
+    return out.view(result.shape).to(result.dtype)
 
 # %% ../nbs/02_lora.ipynb #48540a2f
 class Embedding(LoraLayer):
