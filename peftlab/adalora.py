@@ -14,8 +14,8 @@ from .core import _conv1d_cls
 from .lora import LoraConfig
 
 # %% auto #0
-__all__ = ['ADALORA_TARGET_MODULES', 'AdaLoraConfig', 'AdaLoraLayer', 'RankAllocator', 'AdaLoraModel', 'rank_history',
-           'plot_rank_allocation', 'AdaLoraCallback']
+__all__ = ['ADALORA_TARGET_MODULES', 'AdaLoraConfig', 'AdaLoraLayer', 'SVDConv2d', 'RankAllocator', 'AdaLoraModel',
+           'rank_history', 'plot_rank_allocation', 'AdaLoraCallback']
 
 # %% ../nbs/03_adalora.ipynb #5b2585d3
 ADALORA_TARGET_MODULES = {
@@ -68,19 +68,24 @@ class AdaLoraConfig(LoraConfig):
 
 # %% ../nbs/03_adalora.ipynb #e4893f54
 class AdaLoraLayer(AdapterLayer):
-    "SVD-form adapter ΔW = s/r₀ · P diag(λ) Q around `nn.Linear` or transformers `Conv1D`."
+    "SVD-form adapter ΔW = s/r₀ · P diag(λ) Q around `nn.Linear` or transformers `Conv1D` (`SVDConv2d`: `nn.Conv2d`)."
     adapter_layer_names = ("lora_A", "lora_B", "lora_E")
     other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout", "ranknum")
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs):
         super().__init__(base_layer)
         self.fan_in_fan_out = fan_in_fan_out
-        self.in_features, self.out_features = linear_features(self.get_base_layer(), fan_in_fan_out)
+        self._set_features()
         self.r, self.lora_alpha, self.scaling = {}, {}, {}
         self.lora_dropout = nn.ModuleDict()
         self.lora_A, self.lora_B, self.lora_E = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
         self.ranknum = nn.ParameterDict()
         self.update_layer(adapter_name, **kwargs)
+
+    def _set_features(self):
+        "`in_features`, `out_features` and the width of Q (`q_width`: the input features of a linear layer)."
+        self.in_features, self.out_features = linear_features(self.get_base_layer(), self.fan_in_fan_out)
+        self.q_width = self.in_features
 
     def update_layer(self, adapter_name, r=12, lora_alpha=8, lora_dropout=0.0, init_lora_weights=True, ranknum=None):
         "Create (or re-create) adapter `adapter_name` with rank `r` (`ranknum` keeps the initial rank's scale)."
@@ -89,7 +94,7 @@ class AdaLoraLayer(AdapterLayer):
         self.scaling[adapter_name] = lora_alpha if lora_alpha > 0 else float(r)
         self.lora_dropout[adapter_name] = nn.Dropout(lora_dropout) if lora_dropout > 0 else nn.Identity()
         mk = (lambda *s: torch.empty(*s, device=dev)) if dev.type == "meta" else (lambda *s: torch.randn(*s, device=dev))
-        self.lora_A[adapter_name] = nn.Parameter(mk(r, self.in_features))
+        self.lora_A[adapter_name] = nn.Parameter(mk(r, self.q_width))
         self.lora_E[adapter_name] = nn.Parameter(mk(r, 1))
         self.lora_B[adapter_name] = nn.Parameter(mk(self.out_features, r))
         self.ranknum[adapter_name] = nn.Parameter(torch.full((1,), float(r if ranknum is None else ranknum), device=dev),
@@ -115,6 +120,41 @@ def delta(self: AdaLoraLayer, a: str, x: torch.Tensor, result: torch.Tensor) -> 
     A, E, B = self.lora_A[a], self.lora_E[a], self.lora_B[a]
     x = x if x.dtype == A.dtype else x.to(A.dtype)
     return (self.lora_dropout[a](x) @ (A * E).T @ B.T) * (self.scaling[a] / (self.ranknum[a] + 1e-5))
+
+# %% ../nbs/03_adalora.ipynb #26ac6194
+class SVDConv2d(AdaLoraLayer):
+    "AdaLoRA around `nn.Conv2d` (groups = 1): ΔW = s/r₀ · P diag(λ) Q, reshaped to the kernel."
+    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs):
+        if not isinstance(base_layer, nn.Conv2d):
+            raise TypeError(f"adalora.SVDConv2d wraps torch.nn.Conv2d, not {type(base_layer).__name__}; "
+                            f"AdaLoraLayer wraps nn.Linear and transformers' Conv1D.")
+        if base_layer.groups > 1:
+            raise ValueError(f"AdaLoRA cannot adapt a Conv2d with groups={base_layer.groups}: its update s/r₀·PΛQ is a "
+                             f"dense kernel reading all {base_layer.in_channels} input channels, but this kernel "
+                             f"{tuple(base_layer.weight.shape)} connects each output channel to "
+                             f"{base_layer.in_channels // base_layer.groups}. Target convolutions with groups=1 "
+                             f"(or use LoRA, which adapts grouped convolutions).")
+        super().__init__(base_layer, adapter_name, **kwargs)
+
+    def _set_features(self):
+        "Channels in and out (PEFT's `in_features` / `out_features`); Q reads a receptive field: C_in·k_H·k_W."
+        b = self.get_base_layer()
+        self.in_features, self.out_features = b.in_channels, b.out_channels
+        self.q_width = b.in_channels * b.kernel_size[0] * b.kernel_size[1]
+
+# %% ../nbs/03_adalora.ipynb #d9afb065
+@patch
+def delta_weight(self: SVDConv2d, adapter: str) -> torch.Tensor:
+    "AdaLoRA's (out, in·k_H·k_W) update reshaped to the base kernel."
+    return super(SVDConv2d, self).delta_weight(adapter).reshape(self.get_base_layer().weight.shape)
+
+@patch
+def delta(self: SVDConv2d, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    "`conv(dropout(x), ΔW)` with the base's stride, padding, dilation and padding mode, in the adapter's dtype."
+    A, E, B, base = self.lora_A[a], self.lora_E[a], self.lora_B[a], self.get_base_layer()
+    dw = (B @ (A * E) * (self.scaling[a] / (self.ranknum[a] + 1e-5))).reshape(base.weight.shape)
+    x = x if x.dtype == A.dtype else x.to(A.dtype)
+    return base._conv_forward(self.lora_dropout[a](x), dw, None)
 
 # %% ../nbs/03_adalora.ipynb #ef066346
 class RankAllocator:
@@ -239,6 +279,20 @@ class AdaLoraModel(BaseTuner):
             w = self.peft_config[self.trainable_adapter_name].orth_reg_weight
             if w > 0: out.loss = loss + w * self.orth_regularizer()
         return out
+
+# %% ../nbs/03_adalora.ipynb #0468e79e
+_SVD_LAYERS = {nn.Conv2d: SVDConv2d}   # torch layer type -> its AdaLoRA layer; linear layers take AdaLoraLayer
+
+@patch
+def new_layer(self: AdaLoraModel, config, adapter_name, target, key, **kw):
+    "`SVDConv2d` for `nn.Conv2d`, else `AdaLoraLayer` for `nn.Linear` / transformers' `Conv1D`."
+    for t, cls in _SVD_LAYERS.items():
+        if isinstance(target, t): return cls(target, adapter_name, **kw)
+    if not is_linear_like(target):
+        raise TypeError(f"Target module {key!r} is a {type(target).__module__}.{type(target).__name__}, which AdaLoRA "
+                        f"cannot wrap; it wraps torch.nn.Linear, transformers' Conv1D and torch.nn.Conv2d (groups=1). "
+                        f"Choose target_modules among those.")
+    return AdaLoraLayer(target, adapter_name, fan_in_fan_out=linear_fan_in_fan_out(target, key, self.method_name), **kw)
 
 # %% ../nbs/03_adalora.ipynb #e3d979bf
 @patch
