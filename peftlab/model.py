@@ -13,8 +13,8 @@ from .core import *
 # %% auto #0
 __all__ = ['MODEL_TYPE_TO_PEFT_MODEL_MAPPING', 'count_parameters', 'PeftModel', 'PeftModelForCausalLM', 'PeftModelForSeq2SeqLM',
            'PeftModelForFeatureExtraction', 'PeftModelForSequenceClassification', 'PeftModelForTokenClassification',
-           'PeftModelForQuestionAnswering', 'get_peft_model', 'TunerLayerStatus', 'TunerModelStatus',
-           'get_layer_status', 'get_model_status']
+           'PeftModelForQuestionAnswering', 'get_peft_model', 'inject_adapter_in_model', 'TunerLayerStatus',
+           'TunerModelStatus', 'get_layer_status', 'get_model_status']
 
 # %% ../nbs/01_model.ipynb #a5797abd
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -162,15 +162,20 @@ MODEL_TYPE_TO_PEFT_MODEL_MAPPING = {
 def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default", mixed: bool = False,
                    autocast_adapter_dtype: bool = True, revision: Optional[str] = None,
                    low_cpu_mem_usage: bool = False) -> PeftModel:
-    "Wrap `model` with a new adapter described by `peft_config` (PEFT's signature)."
+    "Wrap `model` with a new adapter described by `peft_config` (PEFT's signature; `mixed=True`: a `PeftMixedModel`)."
     if isinstance(model, PeftModel):
         raise ValueError("This model is already a PeftModel; add another adapter with "
                          "peft_model.add_adapter(name, config) instead of calling get_peft_model again.")
-    if mixed: raise NotImplementedError("Mixed-method models (mixed=True) are not supported; use one method per model.")
     if not isinstance(peft_config, PeftConfig):
         raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
     check_adapter_name(adapter_name)   # before anything changes; the tuner checks it again against its prefix
     name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    if mixed:                          # several methods in one model (`01a_mixed`, which builds on this module)
+        from peftlab.mixed import PeftMixedModel
+        pm = PeftMixedModel(model, peft_config, adapter_name)
+        pm.peft_config[adapter_name].base_model_name_or_path = name or None
+        if revision is not None: pm.peft_config[adapter_name].revision = revision
+        return pm
     existing = getattr(model, "peft_config", None)
     if isinstance(existing, dict) and adapter_name in existing:
         warnings.warn(f"The model already holds adapter {adapter_name!r} (e.g. a re-run cell); it is re-created "
@@ -182,6 +187,58 @@ def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str 
     stored.base_model_name_or_path = name or None
     if revision is not None: stored.revision = revision
     return pm
+
+# %% ../nbs/01_model.ipynb #be055acf
+import copy, re
+_SHARED_STATE_TYPES = (PeftType.VERA,)   # tuner-held tensors the layers share (PEFT's `uses_shared_state`)
+_TARGET_FIELDS = ("target_modules", "exclude_modules", "layers_to_transform", "layers_pattern")
+
+def _targets_in_state_dict(state_dict: dict, prefix: str) -> set[str]:
+    "The module paths keys `<path>.<prefix>...` name (`_orig_mod.` of a compiled model and a PeftModel's prefix dropped)."
+    return {k.rsplit("." + prefix, 1)[0].removeprefix("_orig_mod.").removeprefix("base_model.model.")
+            for k in state_dict if "." + prefix in k}
+
+def _config_for_state_dict(config: PeftConfig, model: nn.Module, state_dict: dict, prefix: str) -> PeftConfig:
+    "A copy of `config` whose targets are exactly the modules `state_dict` names; warns where the config differs."
+    found = _targets_in_state_dict(state_dict, prefix) & {n for n, _ in model.named_modules()}
+    if not found:
+        raise ValueError(f"state_dict names no module of the model: no key has the form '<module path>.{prefix}...' "
+                         f"with a path the model has (keys such as {sorted(state_dict)[:3]}). Pass the adapter's "
+                         f"state_dict for this model, or state_dict=None to target by the config.")
+    by_config = {n for n, _ in model.named_modules() if n and getattr(config, "target_modules", None) is not None
+                 and check_target_module_exists(config, n)}
+    if by_config != found:
+        warnings.warn("While injecting the PEFT adapters, an inconsistency was discovered between the PEFT config and the "
+                      f"provided state_dict. This is not necessarily an issue and can be ignored if this was the intent. "
+                      f"Config only: {sorted(by_config - found)}; state_dict only: {sorted(found - by_config)}.", RuntimeWarning)
+    cfg = copy.deepcopy(config)
+    cfg.target_modules = "|".join(re.escape(n) for n in sorted(found))   # a regex matches whole paths only
+    cfg.exclude_modules = cfg.layers_to_transform = cfg.layers_pattern = None
+    return cfg
+
+# %% ../nbs/01_model.ipynb #22d461fb
+def inject_adapter_in_model(peft_config: PeftConfig, model: nn.Module, adapter_name: str = "default",
+                            low_cpu_mem_usage: bool = False, state_dict: Optional[dict] = None) -> nn.Module:
+    "Add the adapter layers of `peft_config` to `model` in place, without a `PeftModel` around it; returns `model`."
+    if not isinstance(peft_config, PeftConfig):
+        raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
+    if peft_config.is_prompt_learning:
+        raise ValueError("`create_and_replace` does not support prompt learning, adaption prompt and shadow yet. Prompt "
+                         "methods add their virtual tokens in PeftModel's forward: use get_peft_model(model, config).")
+    tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(peft_config.peft_type) or config_class_for(peft_config.peft_type)
+    if peft_config.peft_type in _SHARED_STATE_TYPES:
+        raise ValueError(f"`inject_adapter_in_model` does not support {peft_config.peft_type.value} because it uses shared "
+                         f"state stored on the tuner. Please use `get_peft_model` instead.")
+    if low_cpu_mem_usage:
+        raise NotImplementedError("low_cpu_mem_usage=True (adapter weights on the meta device) is not supported: peftlab "
+                                  "loads adapter files into existing tensors. Use low_cpu_mem_usage=False (the default).")
+    config = peft_config if state_dict is None else _config_for_state_dict(peft_config, model, state_dict, tuner_cls.prefix)
+    before = dict(getattr(model, "peft_config", None) or {})
+    tuner = tuner_cls(model, {adapter_name: config}, adapter_name)
+    if config is not peft_config:                       # keep the user's targets in the stored config, as PEFT does
+        for f in _TARGET_FIELDS: setattr(tuner.peft_config[adapter_name], f, copy.deepcopy(getattr(peft_config, f)))
+    model.peft_config = {**before, **tuner.peft_config}  # a second injection adds to the first's configs
+    return model
 
 # %% ../nbs/01_model.ipynb #3c729210
 @patch
@@ -218,7 +275,8 @@ def add_adapter(self: PeftModel, adapter_name: str, peft_config: PeftConfig, low
                          f"pick a new name, or delete_adapter({adapter_name!r}) first.")
     if peft_config.peft_type != self.peft_type:
         raise ValueError(f"Cannot add a {peft_config.peft_type.value} adapter to a {self.peft_type.value} model; "
-                         f"all adapters of one PeftModel use the same method.")
+                         f"all adapters of one PeftModel use the same method. For adapters of several methods in "
+                         f"one model use get_peft_model(model, config, mixed=True) (a PeftMixedModel).")
     self._prepare_adapter_config(peft_config)
     self.base_model.safe_inject_adapter(self.base_model.model, adapter_name, peft_config)
     if not autocast_adapter_dtype: self._cast_adapters_to_base_dtype(adapter_name)
