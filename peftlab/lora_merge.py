@@ -103,6 +103,15 @@ def _combined_target_modules(self, adapters):
     new_tm = "|".join(f"({t})" for t in tms) if isinstance(tms[0], str) else reduce(operator.or_, map(set, tms))
     return new_tm
 
+# %% ../nbs/02c_lora_merge.ipynb #8a9135fa
+@patch_to(LoraModel)
+def _combined_config(self, adapters, new_rank, new_tm):
+    "The first adapter's config with rank `new_rank`, scaling 1 (α = r, or √r with rsLoRA), no patterns, the new targets."
+    first = self.peft_config[adapters[0]]
+    alpha = math.sqrt(new_rank) if first.use_rslora else new_rank
+    return replace(first, r=new_rank, lora_alpha=alpha, target_modules=new_tm, alpha_pattern={}, rank_pattern={},
+                   lora_bias=any(self.peft_config[a].lora_bias for a in adapters))
+
 # %% ../nbs/02c_lora_merge.ipynb #384e9c1a
 @patch_to(LoraModel)
 def _check_add_weighted_adapter(self, adapters, weights, combination_type, svd_rank, density=None,
@@ -117,9 +126,11 @@ def _check_add_weighted_adapter(self, adapters, weights, combination_type, svd_r
                              f"{difflib.get_close_matches(str(a), known, n=3, cutoff=0.3)}.")
         if self.peft_config[a].peft_type != PeftType.LORA:
             raise TypeError(f"add_weighted_adapter combines LoRA adapters; {a!r} is {self.peft_config[a].peft_type}.")
-        if getattr(self.peft_config[a], "use_dora", False):
-            raise ValueError(f"Adapter {a!r} uses DoRA, whose magnitude vector cannot be combined this way; "
-                             f"combine plain LoRA adapters (use_dora=False).")
+    dora = [a for a in adapters if getattr(self.peft_config[a], "use_dora", False)]
+    if dora and len(dora) < len(adapters):
+        raise ValueError(f"Cannot combine DoRA adapters {dora} with plain LoRA adapters "
+                         f"{[a for a in adapters if a not in dora]}: the new adapter has a magnitude vector on every "
+                         f"layer it targets or on none. Combine adapters of one kind (all use_dora=True or all False).")
     if len(weights) != len(adapters):
         raise ValueError(f"Got {len(adapters)} adapters but {len(weights)} weights; pass one weight per adapter.")
     if combination_type not in COMBINATION_TYPES:
@@ -151,34 +162,58 @@ def _factors(layer: LoraLayer, a: str):
     if a in layer.lora_A: return layer.lora_A[a].weight, layer.lora_B[a].weight
     if a in layer.lora_embedding_A: return layer.lora_embedding_A[a], layer.lora_embedding_B[a]
 
+# %% ../nbs/02c_lora_merge.ipynb #cf510743
+def _scale_rows(layer, t, c, stored=False):
+    "`t` with its output rows scaled by `c`: dim 0 of a B factor, or of ΔW as the base stores it (`stored`)."
+    if stored and getattr(layer, "fan_in_fan_out", False): return t * c.view(1, -1)
+    return t * c.view((-1,) + (1,) * (t.dim() - 1))
+
+def _dora_gains(layer, adapters, weights):
+    "DoRA adapters: ({aᵢ: gᵢ/G}, G) per output row, gᵢ = mᵢ/‖W + ΔWᵢ‖, G = 1 + Σ wᵢ(gᵢ - 1); else (None, None)."
+    mags = getattr(layer, "lora_magnitude_vector", {})
+    present = [(a, w) for a, w in zip(adapters, weights) if a in mags]
+    if not present: return None, None
+    W = layer._weight_oi()
+    with torch.no_grad():
+        g = {a: mags[a].reshape(-1) / layer._weight_norm(a, W) for a, _ in present}
+        G = 1 + sum(w * (g[a] - 1) for a, w in present)
+    if (bad := int((G.abs() < 1e-6).sum())):
+        raise ValueError(f"Combining DoRA adapters {[a for a, _ in present]} with weights {[w for _, w in present]} "
+                         f"leaves {bad} output row(s) of W + Σ wᵢ(W'ᵢ - W) with no W in them (G = 1 + Σ wᵢ(gᵢ - 1) "
+                         f"= 0), which no DoRA adapter m·(W + ΔW)/‖W + ΔW‖ can hold; change the weights.")
+    return {a: g[a] / G for a in g}, G
+
 # %% ../nbs/02c_lora_merge.ipynb #f2a97993
-def _cat_factors(layer, adapters, weights):
-    "Rows wᵢsᵢAᵢ and columns Bᵢ stacked: BA = Σ wᵢ sᵢ Bᵢ Aᵢ exactly."
+def _cat_factors(layer, adapters, weights, rows=None):
+    "Rows wᵢsᵢAᵢ and columns Bᵢ (DoRA: rows scaled by `rows[aᵢ]`) stacked: BA = Σ wᵢ sᵢ Bᵢ Aᵢ exactly."
     As, Bs = [], []
     for a, w in zip(adapters, weights):
         if (f := _factors(layer, a)) is None: continue
-        As.append(f[0].data * w * layer.scaling[a]); Bs.append(f[1].data)
+        As.append(f[0].data * w * layer.scaling[a])
+        Bs.append(f[1].data if rows is None else _scale_rows(layer, f[1].data, rows[a]))
     return torch.cat(As, dim=0), torch.cat(Bs, dim=1)
 
 # %% ../nbs/02c_lora_merge.ipynb #8bb31834
-def _combined_factors(layer, rule, adapters, weights, density, sign_method):
+def _combined_factors(layer, rule, adapters, weights, density, sign_method, rows=None):
     "Combine A's and B's separately with weights ±√|wᵢsᵢ| (the sign on A only)."
     wa, wb, As, Bs = [], [], [], []
     for a, w in zip(adapters, weights):
         if (f := _factors(layer, a)) is None: continue
         ws = w * layer.scaling[a]
         wa.append(math.sqrt(abs(ws)) * (1 if ws >= 0 else -1)); wb.append(math.sqrt(abs(ws)))
-        As.append(f[0].data); Bs.append(f[1].data)
+        As.append(f[0].data); Bs.append(f[1].data if rows is None else _scale_rows(layer, f[1].data, rows[a]))
     dtype = As[0].dtype
     return [_RULES[rule](ts, torch.tensor(w).to(ts[0].device), density, sign_method).to(dtype)
             for ts, w in ((As, wa), (Bs, wb))]
 
 # %% ../nbs/02c_lora_merge.ipynb #7ec0cecd
-def _svd_factors(layer, rule, adapters, weights, new_rank, density, sign_method, clamp, full_matrices, driver):
+def _svd_factors(layer, rule, adapters, weights, new_rank, density, sign_method, clamp, full_matrices, driver,
+                 rows=None):
     "Combine the ΔWᵢ, then B = U_k S_k, A = V_kᵀ from the top-k SVD (entries clamped at a quantile if asked)."
     valid = [(a, w) for a, w in zip(adapters, weights) if _factors(layer, a) is not None]
     is_embedding = any(a in layer.lora_embedding_A for a in adapters)
     dws = [layer.get_delta_weight(a) for a, _ in valid]
+    if rows is not None: dws = [_scale_rows(layer, d, rows[a], stored=True) for d, (a, _) in zip(dws, valid)]
     dw = _RULES[rule.removesuffix("_svd")](dws, torch.tensor([w for _, w in valid]).to(dws[0].device), density, sign_method)
     if isinstance(layer, ConvNd): dw = dw.flatten(start_dim=1)     # (out, in·kernel): what B @ A spans
     if getattr(layer, "fan_in_fan_out", False) or is_embedding: dw = dw.T   # back to B @ A's (out, in) layout
@@ -188,6 +223,40 @@ def _svd_factors(layer, rule, adapters, weights, new_rank, density, sign_method,
         hi = torch.quantile(torch.cat([U.flatten(), Vh.flatten()]), clamp)
         U, Vh = U.clamp(-hi, hi), Vh.clamp(-hi, hi)
     return Vh, U
+
+# %% ../nbs/02c_lora_merge.ipynb #531051a7
+def _combined_bias(layer, rule, adapters, weights, density, sign_method):
+    "The new B's bias: the type's rule on the sᵢbᵢ with weights wᵢ (0 for an adapter without a bias)."
+    bs, ws = [], []
+    for a, w in zip(adapters, weights):
+        if a not in layer.lora_B: continue
+        B = layer.lora_B[a]
+        bs.append(B.weight.new_zeros(B.weight.shape[0]) if B.bias is None else B.bias.data * layer.scaling[a])
+        ws.append(w)
+    rule = "linear" if rule == "cat" else rule.removesuffix("_svd")
+    return _RULES[rule](bs, torch.tensor(ws).to(bs[0].device), density, sign_method).to(bs[0].dtype)
+
+# %% ../nbs/02c_lora_merge.ipynb #40df9bd1
+def _fill_layer(layer, name, ct, adapters, weights, new_rank, density, sign_method, clamp, full_matrices, driver):
+    "Set the new adapter `name` in `layer`: A and B by combination type `ct`, then B's bias and DoRA's magnitude."
+    tA, tB = _factors(layer, name)
+    rows, G = _dora_gains(layer, adapters, weights)
+    tA.data, tB.data = tA.data * 0.0, tB.data * 0.0
+    if ct == "cat":
+        A, B = _cat_factors(layer, adapters, weights, rows)
+        tA.data[:A.shape[0], :] = A; tB.data[:, :B.shape[1]] = B
+    elif ct in _SVD_TYPES:
+        A, B = _svd_factors(layer, ct, adapters, weights, new_rank, density, sign_method, clamp, full_matrices,
+                            driver, rows)
+        if isinstance(layer, ConvNd): A, B = A.reshape(tA.shape), B.reshape(tB.shape)
+        tA.data, tB.data = A, B
+    else:
+        tA.data, tB.data = _combined_factors(layer, ct, adapters, weights, density, sign_method, rows)
+    if name in layer.lora_B and layer.lora_B[name].bias is not None:
+        layer.lora_B[name].bias.data = _combined_bias(layer, ct, adapters, weights, density, sign_method)
+    if name in getattr(layer, "lora_magnitude_vector", {}):
+        m = layer.lora_magnitude_vector[name]
+        with torch.no_grad(): m.data = (G * layer._weight_norm(name, layer._weight_oi())).to(m.dtype).view(m.shape)
 
 # %% ../nbs/02c_lora_merge.ipynb #3a5d5706
 @patch_to(LoraModel)
@@ -209,24 +278,11 @@ def add_weighted_adapter(self,
         return
     combination_type, new_rank, new_tm = self._check_add_weighted_adapter(
         adapters, weights, combination_type, svd_rank, density, majority_sign_method)
-    cfg = replace(self.peft_config[adapters[0]], r=new_rank, lora_alpha=new_rank, target_modules=new_tm,
-                  alpha_pattern={}, rank_pattern={})
-    self.inject_adapter(self.model, adapter_name, cfg)
+    self.inject_adapter(self.model, adapter_name, self._combined_config(adapters, new_rank, new_tm))
     self._freeze_adapter(adapter_name)
     for _, layer in self.model.named_modules():
-        if not isinstance(layer, LoraLayer) or (f := _factors(layer, adapter_name)) is None: continue
-        tA, tB = f
+        if not isinstance(layer, LoraLayer) or _factors(layer, adapter_name) is None: continue
         if not any(_factors(layer, a) is not None for a in adapters):
             raise ValueError(f"No adapter of {adapters} in a layer targeted by the new adapter; report this.")
-        tA.data, tB.data = tA.data * 0.0, tB.data * 0.0
-        if combination_type == "cat":
-            A, B = _cat_factors(layer, adapters, weights)
-            tA.data[:A.shape[0], :] = A; tB.data[:, :B.shape[1]] = B
-        elif combination_type in _SVD_TYPES:
-            A, B = _svd_factors(layer, combination_type, adapters, weights, new_rank, density, majority_sign_method,
-                                svd_clamp, svd_full_matrices, svd_driver)
-            if isinstance(layer, ConvNd): A, B = A.reshape(tA.shape), B.reshape(tB.shape)
-            tA.data, tB.data = A, B
-        else:
-            tA.data, tB.data = _combined_factors(layer, combination_type, adapters, weights, density,
-                                                 majority_sign_method)
+        _fill_layer(layer, adapter_name, combination_type, adapters, weights, new_rank, density,
+                    majority_sign_method, svd_clamp, svd_full_matrices, svd_driver)
