@@ -24,15 +24,17 @@ reported figure is the median of the repeats:
 Training step (timed as a whole): loss = model(input_ids=ids, labels=ids).loss; loss.backward();
 AdamW(lr=1e-3, trainable params).step(); zero_grad(set_to_none=True). Dropout is active (train mode) in all
 three. The RNG is re-seeded (outside the timed region) before every step with the same seed for all
-contenders, so peftlab and PEFT see identical dropout masks and must produce identical losses; the script
-checks that.
+contenders. peftlab's fused LoRA step draws its own dropout masks (16-bit draws, equal in expectation), so with
+dropout the losses of peftlab and PEFT agree in distribution, not bit for bit; with --dropout 0 they must be equal
+up to float rounding, and the script prints the largest difference.
 
 Inference: after training, peftlab's and PEFT's models are merge_and_unload()-ed; these and a fresh copy of
 the base model run forward(input_ids) in eval() mode under torch.no_grad(), interleaved the same way. The
 merged logits of peftlab and PEFT are compared.
 
 Usage: python bench/bench_lora.py [--quick] [--repeats N] [--warmup N] [--inf-repeats N] [--no-all-linear]
-       [--dropout P] [--shapes gpt2,llama] [--threads N] [--out PATH]
+       [--dropout P] [--shapes gpt2,llama] [--threads N] [--compile] [--out PATH]
+--compile: the three training steps run through torch.compile (inductor; the warm-up rounds compile).
 Writes a JSON with every sample to bench/results_lora.json (gitignored) unless --out says otherwise.
 """
 import argparse, copy, json, os, platform, statistics, sys, time, warnings
@@ -46,6 +48,7 @@ import peftlab
 VOCAB, SEQ, BATCH, LAYERS, HIDDEN = 8000, 128, 8, 4, 256
 LORA = dict(r=8, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM")
 CONTENDERS = ("peftlab", "peft", "base")
+COMPILE = False   # --compile
 # tools/gpu_check.sh runs this on CUDA in bf16; the default is the CPU in float32
 DEVICE = os.environ.get("PEFTLAB_BENCH_DEVICE", "cpu")
 DTYPE = getattr(torch, os.environ.get("PEFTLAB_BENCH_DTYPE", "float32"))
@@ -152,9 +155,12 @@ def summarize(samples):
 def run_case(shape, targets, warmup, repeats, inf_repeats, ids):
     base, models = make_models(shape, targets)
     n_train = {n: sum(p.numel() for p in trainable(m)) for n, m in models.items()}
+    if COMPILE:   # the training step of each contender through torch.compile (inductor); warm-up rounds compile
+        steps = {n: make_train_step(torch.compile(m), ids) for n, m in models.items()}
+    else: steps = None
     n_lora_layers = {"peftlab": sum(isinstance(m, peftlab.lora.LoraLayer) for m in models["peftlab"].modules()),
                      "peft": sum(isinstance(m, peft.tuners.lora.LoraLayer) for m in models["peft"].modules())}
-    steps = {n: make_train_step(m, ids) for n, m in models.items()}
+    steps = steps or {n: make_train_step(m, ids) for n, m in models.items()}
     times, losses = interleaved(steps, warmup, repeats)
     lab_l, peft_l = torch.stack(losses["peftlab"]), torch.stack(losses["peft"])
     loss_diff = (lab_l - peft_l).abs().max().item()
@@ -233,8 +239,11 @@ def main(argv=None):
     ap.add_argument("--dropout", type=float, default=None, help="override lora_dropout (default 0.05)")
     ap.add_argument("--shapes", default="gpt2,llama")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    ap.add_argument("--compile", action="store_true", help="time the training step of every contender under torch.compile")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_lora.json")))
     a = ap.parse_args(argv)
+    global COMPILE
+    COMPILE = a.compile
     warmup = a.warmup if a.warmup is not None else (1 if a.quick else 4)
     repeats = a.repeats if a.repeats is not None else (4 if a.quick else 20)
     inf_repeats = a.inf_repeats if a.inf_repeats is not None else (4 if a.quick else 30)
@@ -252,7 +261,7 @@ def main(argv=None):
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"): env["cpu"] = line.split(":", 1)[1].strip(); break
     except OSError: pass
-    protocol = dict(batch=BATCH, seq=SEQ, layers=LAYERS, hidden=HIDDEN, vocab=VOCAB, lora=LORA, variants=variants,
+    protocol = dict(compiled=COMPILE, batch=BATCH, seq=SEQ, layers=LAYERS, hidden=HIDDEN, vocab=VOCAB, lora=LORA, variants=variants,
                     warmup=warmup, repeats=repeats, inf_repeats=inf_repeats, order=list(CONTENDERS),
                     optimizer="AdamW(lr=1e-3), zero_grad(set_to_none=True)", dtype=str(DTYPE).replace("torch.", ""), device=DEVICE)
     print(f"torch {env['torch']}  transformers {env['transformers']}  peft {env['peft']}  peftlab {env['peftlab']}  "
@@ -288,12 +297,18 @@ def main(argv=None):
     print(f"\nmedian of {repeats} (train) / {inf_repeats} (inference) interleaved rounds; 'paired' = median over "
           f"rounds of the per-round ratio; total {total:.0f}s; load average start {env['loadavg_start']} "
           f"end {env['loadavg_end']}")
+    # targets: peftlab/PEFT <= 0.90 with all linear layers, <= 0.97 on the default targets; peftlab/base <= 1.15 on
+    # all linear layers without dropout
     for t in trows:
         if t["phase"] == "train" and t["clock"] == "wall":
-            ok_peft, ok_base = t["paired_peftlab_over_peft"] <= 1.0, t["paired_peftlab_over_base"] <= 1.05
-            print(f"  {t['shape']:5s} {t['targets']:10s} peftlab <= PEFT: {'yes' if ok_peft else 'NO'} "
-                  f"({t['paired_peftlab_over_peft']:.3f});  peftlab within 5% of frozen base: "
-                  f"{'yes' if ok_base else 'NO'} ({t['paired_peftlab_over_base']:.3f})   [paired ratios]")
+            all_lin = t["targets"] == "all-linear"
+            goal_peft = 0.90 if all_lin else 0.97
+            r_peft, r_base = t["paired_peftlab_over_peft"], t["paired_peftlab_over_base"]
+            line = (f"  {t['shape']:5s} {t['targets']:10s} dropout {LORA['lora_dropout']}: peftlab/PEFT {r_peft:.3f} "
+                    f"(target <= {goal_peft}: {'yes' if r_peft <= goal_peft else 'NO'});  peftlab/base {r_base:.3f}")
+            if all_lin and LORA["lora_dropout"] == 0:
+                line += f" (target <= 1.15: {'yes' if r_base <= 1.15 else 'NO'})"
+            print(line + "   [paired ratios]")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(dict(env=env, protocol=protocol, total_s=total, table=trows, checks=checks, samples=rows), f, indent=1)

@@ -310,7 +310,8 @@ def _fused_inputs(self: Linear, x: torch.Tensor, args, kwargs):
     if type(base) is not nn.Linear and (Conv1D is None or type(base) is not Conv1D): return None
     W, b = base.weight, base.bias
     if type(s) not in (int, float) or Bm.bias is not None or type(drop) not in (nn.Dropout, nn.Identity): return None
-    if W.requires_grad or (b is not None and b.requires_grad) or torch.is_autocast_enabled(x.device.type): return None
+    if W.requires_grad or (b is not None and b.requires_grad): return None
+    if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type): return None   # meta: memory planning
     if not (x.dtype == W.dtype == Am.weight.dtype == Bm.weight.dtype) or not _no_hooks(base, Am, Bm, drop): return None
     p = drop.p if type(drop) is nn.Dropout and drop.training else 0.0
     return x.reshape(-1, x.shape[-1]), W, b, Am.weight, Bm.weight, float(s), p, self.fan_in_fan_out
@@ -527,8 +528,8 @@ def _dora_layer(adapter_name, target, key, **kwargs):
 
 def _supported_types_message():
     return ("LoRA can wrap torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d "
-            "(grouped ones too) and transformers' Conv1D "
-            "(and bitsandbytes Linear4bit / Linear8bitLt, which subclass nn.Linear)")
+            "(grouped ones too), torch.nn.MultiheadAttention (with peftlab.lora_mha, which `import peftlab` loads) and "
+            "transformers' Conv1D (and bitsandbytes Linear4bit / Linear8bitLt, which subclass nn.Linear)")
 
 # %% ../nbs/02_lora.ipynb #438dfa25
 class LoraModel(BaseTuner):
