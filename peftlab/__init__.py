@@ -8,15 +8,19 @@ __all__ = ['prepare_model_for_kbit_training', 'PeftType', 'TaskType', 'PeftConfi
            'ModulesToSaveWrapper', 'check_target_module_exists', 'register_peft_method', 'PeftModel',
            'PeftModelForCausalLM', 'PeftModelForSeq2SeqLM', 'PeftModelForSequenceClassification',
            'PeftModelForTokenClassification', 'PeftModelForQuestionAnswering', 'PeftModelForFeatureExtraction',
-           'get_peft_model', 'get_layer_status', 'get_model_status', 'create_loraplus_optimizer', 'LoraConfig',
-           'LoraModel', 'IA3Config', 'IA3Model', 'AdaLoraConfig', 'AdaLoraModel', 'AdaLoraCallback', 'rank_history',
-           'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig',
-           'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner',
-           'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel', 'LoKrConfig',
-           'LoKrModel', 'VeraConfig', 'VeraModel', 'BottleneckConfig', 'pissa_init', 'olora_init', 'LoftQConfig',
-           'loftq_decompose', 'replace_lora_weights_loftq', 'loftq_report', 'plot_loftq', 'BottleneckModel', 'fit',
-           'evaluate', 'accuracy', 'default_collate', 'get_peft_model_state_dict', 'set_peft_model_state_dict',
-           'load_peft_weights', 'AutoPeftModel', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
+           'get_peft_model', 'get_layer_status', 'get_model_status', 'create_loraplus_optimizer',
+           'inject_adapter_in_model', 'PeftMixedModel', 'MixedModel', 'COMPATIBLE_TUNER_TYPES', 'hotswap_adapter',
+           'hotswap_adapter_from_state_dict', 'prepare_model_for_compiled_hotswap', 'check_hotswap_configs_compatible',
+           'TrainableTokensConfig', 'TrainableTokensModel', 'TrainableTokensLayer', 'TrainableTokensWrapper',
+           'ParamWrapper', 'replicate_layers', 'untie_replicated_layers', 'LoraConfig', 'LoraModel', 'IA3Config',
+           'IA3Model', 'AdaLoraConfig', 'AdaLoraModel', 'AdaLoraCallback', 'rank_history', 'plot_rank_allocation',
+           'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig', 'PromptTuningInit',
+           'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner', 'MultitaskPromptTuningConfig',
+           'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel', 'LoKrConfig', 'LoKrModel', 'VeraConfig', 'VeraModel',
+           'BottleneckConfig', 'pissa_init', 'olora_init', 'LoftQConfig', 'loftq_decompose',
+           'replace_lora_weights_loftq', 'loftq_report', 'plot_loftq', 'BottleneckModel', 'fit', 'evaluate', 'accuracy',
+           'default_collate', 'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights',
+           'AutoPeftModel', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
            'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
            'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'param_breakdown',
            'plot_param_breakdown', 'delta_spectra', 'delta_svd', 'spectra_summary', 'energy_fractions', 'plot_spectra',
@@ -46,6 +50,11 @@ from .loftq import (LoftQConfig, loftq_decompose, loftq_report, plot_loftq,   # 
 from .dora import DoraLinear, DoraEmbedding, DoraConv2d   # registers DoRA layers: LoraConfig(use_dora=True)
 from .lora_merge import COMBINATION_TYPES   # also attaches LoraModel.add_weighted_adapter
 from .loraplus import create_loraplus_optimizer
+import peftlab.lora_mha   # registers LoRA on nn.MultiheadAttention
+from .trainable_tokens import (TrainableTokensConfig, TrainableTokensModel, TrainableTokensLayer,   # registers
+                                      TrainableTokensWrapper)   # the method and LoraConfig(trainable_token_indices=...)
+from .lora_params import ParamWrapper   # registers LoraConfig(target_parameters=...)
+from .layer_replication import replicate_layers, untie_replicated_layers   # registers layer_replication
 
 # %% ../nbs/99_init.ipynb #b75f57fb
 from .lycoris import LoHaConfig, LoHaModel, LoKrConfig, LoKrModel
@@ -68,6 +77,12 @@ from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft
                         AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
                         AutoPeftModelForFeatureExtraction)
 
+# %% ../nbs/99_init.ipynb #f500c46b
+from .model import inject_adapter_in_model
+from .mixed import PeftMixedModel, MixedModel, COMPATIBLE_TUNER_TYPES
+from .hotswap import (hotswap_adapter, hotswap_adapter_from_state_dict, prepare_model_for_compiled_hotswap,
+                             check_hotswap_configs_compatible)
+
 # %% ../nbs/99_init.ipynb #4b528fc5
 from .analysis import (param_breakdown, plot_param_breakdown, delta_spectra, delta_svd, spectra_summary,
                               energy_fractions, plot_spectra, plot_effective_rank, subspace_similarity,
@@ -81,7 +96,10 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "check_target_module_exists", "register_peft_method", "PeftModel", "PeftModelForCausalLM",
          "PeftModelForSeq2SeqLM", "PeftModelForSequenceClassification", "PeftModelForTokenClassification",
          "PeftModelForQuestionAnswering", "PeftModelForFeatureExtraction", "get_peft_model", "get_layer_status",
-         "get_model_status", "create_loraplus_optimizer", "LoraConfig", "LoraModel",
+         "get_model_status", "create_loraplus_optimizer", "inject_adapter_in_model", "PeftMixedModel", "MixedModel",
+         "COMPATIBLE_TUNER_TYPES", "hotswap_adapter", "hotswap_adapter_from_state_dict", "prepare_model_for_compiled_hotswap",
+         "check_hotswap_configs_compatible", "TrainableTokensConfig", "TrainableTokensModel", "TrainableTokensLayer",
+         "TrainableTokensWrapper", "ParamWrapper", "replicate_layers", "untie_replicated_layers", "LoraConfig", "LoraModel",
          "IA3Config", "IA3Model", "AdaLoraConfig", "AdaLoraModel", "AdaLoraCallback", "rank_history",
          "plot_rank_allocation", "PromptTuningConfig", "PromptEncoderConfig", "PrefixTuningConfig",
          "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner",
