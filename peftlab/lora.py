@@ -310,7 +310,7 @@ def _fused_inputs(self: Linear, x: torch.Tensor, args, kwargs):
     if type(base) is not nn.Linear and (Conv1D is None or type(base) is not Conv1D): return None
     W, b = base.weight, base.bias
     if type(s) not in (int, float) or Bm.bias is not None or type(drop) not in (nn.Dropout, nn.Identity): return None
-    if W.requires_grad or (b is not None and b.requires_grad): return None
+    if W.requires_grad or (b is not None and b.requires_grad) or not isinstance(W, nn.Parameter): return None
     if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type): return None   # meta: memory planning
     if not (x.dtype == W.dtype == Am.weight.dtype == Bm.weight.dtype) or not _no_hooks(base, Am, Bm, drop): return None
     p = drop.p if type(drop) is nn.Dropout and drop.training else 0.0
