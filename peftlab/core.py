@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'PEFT_TYPE_TO_CONFIG_MAPPING', 'PEFT_TYPE_TO_TUNER_MAPPING',
-           'PeftType', 'TaskType', 'patch_to', 'patch', 'PeftConfig', 'TunerConfig', 'get_layer_index',
-           'check_target_module_exists', 'pattern_value', 'model_type_of', 'resolve_target_modules',
+__all__ = ['PEFT_FORMAT_VERSION', 'LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'PEFT_TYPE_TO_CONFIG_MAPPING',
+           'PEFT_TYPE_TO_TUNER_MAPPING', 'PeftType', 'TaskType', 'patch_to', 'patch', 'PeftConfig', 'TunerConfig',
+           'get_layer_index', 'check_target_module_exists', 'pattern_value', 'model_type_of', 'resolve_target_modules',
            'linear_fan_in_fan_out', 'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear',
            'PackedWeight', 'register_packed_weight', 'register_model_preparer', 'prepare_layer_libraries',
            'packed_weight', 'peft_numel', 'stored_bytes', 'check_adapters_to_merge', 'AdapterLayer', 'MixedBatch',
@@ -116,6 +116,36 @@ def _enums_in(hint) -> list:
 
 def _enum_ok(E, v) -> bool: return isinstance(v, E) or (isinstance(v, str) and v in {m.value for m in E})
 
+# %% ../nbs/00_core.ipynb #38a2a319
+PEFT_FORMAT_VERSION = "0.21.2"  # the Hugging Face PEFT release whose on-disk format peftlab writes
+
+def _is_dev_version(version: str) -> bool:
+    "Whether `version` is a development build ('0.15.0.dev7'): its number alone does not say which code wrote a file."
+    from packaging.version import Version
+    return Version(version).dev is not None
+
+def _get_commit_hash(pkg_name: str) -> Optional[str]:
+    "The commit `pkg_name` was installed from (`pip install git+...@<hash>` records it in direct_url.json), else None."
+    import importlib.metadata, json
+    try: dist = importlib.metadata.distribution(pkg_name)
+    except importlib.metadata.PackageNotFoundError: return None
+    for path in dist.files or []:
+        if path.name == "direct_url.json":
+            vcs = json.loads(dist.locate_file(path).read_text()).get("vcs_info") or {}
+            if "commit_id" in vcs: return vcs["commit_id"]
+    return None
+
+def _get_peft_version() -> str:
+    "The `peft_version` a new config records: the release number, plus '@<commit>' ('@UNKNOWN') for a dev build."
+    version = PEFT_FORMAT_VERSION
+    if not _is_dev_version(version): return version
+    try: commit = _get_commit_hash("peftlab") or "UNKNOWN"
+    except Exception:   # a version string never breaks a config (PEFT's rule)
+        warnings.warn("A dev version of PEFT is used but there was an error while trying to determine the commit hash. "
+                      f"peftlab records peft_version='{version}@UNKNOWN'; nothing else changes.")
+        commit = "UNKNOWN"
+    return f"{version}@{commit}"
+
 # %% ../nbs/00_core.ipynb #26783254
 @dataclass
 class PeftConfig:
@@ -126,6 +156,7 @@ class PeftConfig:
     revision: Optional[str] = None                    # hub revision of the base model
     inference_mode: bool = False                      # freeze the adapter (loading does this unless `is_trainable`)
     auto_mapping: Optional[dict] = None               # base class to rebuild when `task_type` is None
+    peft_version: Optional[str] = None                # the PEFT format that wrote it; None: this one (`_get_peft_version`)
 
     # field name -> the interval its numbers must lie in (a dict's values, a list's items); subclasses add theirs
     _ranges = {"r": "[1, 1048576]", "layers_to_transform": "[0, 1048576]", "rank_pattern": "[1, 1048576]"}
@@ -137,6 +168,7 @@ class PeftConfig:
 
     def __post_init__(self):
         self._validate_fields()
+        if self.peft_version is None: self.peft_version = _get_peft_version()
         if self.peft_type is not None: self.peft_type = PeftType(self.peft_type)
         if self.task_type is not None: self.task_type = TaskType(self.task_type)
 
@@ -218,7 +250,7 @@ class PeftConfig:
 
     @classmethod
     def from_dict(cls, d: dict, **kwargs):
-        "Build a config from `adapter_config.json` contents; unknown keys are dropped with one warning."
+        "Build a config from `adapter_config.json` contents; unknown keys are dropped with one warning (PEFT's)."
         if not isinstance(d, dict):
             raise TypeError(f"{cls.__name__}.from_dict needs a dict (the contents of adapter_config.json), "
                             f"got a {type(d).__name__}.")
@@ -233,8 +265,13 @@ class PeftConfig:
             raise ValueError(f"This config is for peft_type={pt!r}, not {own.value!r}; "
                              f"use PeftConfig.from_pretrained to pick the right class.")
         names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names - {"peft_version", "runtime_config"})
-        if unknown: warnings.warn(f"{cls.__name__}: ignoring keys this version does not know: {unknown}")
+        unknown = sorted(set(d) - names - {"runtime_config"})
+        if unknown:   # PEFT's wording first (code that matches it keeps working), then what it means here
+            warnings.warn(f"Unexpected keyword arguments {unknown} for class {cls.__name__}, these are ignored. This "
+                          f"probably means that you're loading a configuration file that was saved using a higher "
+                          f"version of the library and additional parameters have been introduced since. (peftlab "
+                          f"reads PEFT {PEFT_FORMAT_VERSION}'s format; a newer PEFT or another method variant wrote "
+                          f"these keys. Check that the adapter does not rely on them.)")
         return cls(**{k: v for k, v in d.items() if k in names})
 
 # %% ../nbs/00_core.ipynb #0f53b687
@@ -257,13 +294,16 @@ class TunerConfig(PeftConfig):
             raise ValueError(f"{C}.target_modules={self.target_modules!r} selects no module; give module names "
                              f"(e.g. ['q_proj', 'v_proj']), a regex, 'all-linear', or None for the model's defaults.")
         if self.layers_to_transform is not None and isinstance(self.target_modules, str):
-            raise ValueError(f"{C}.layers_to_transform only works with a list of target_modules, not the regex string "
+            raise ValueError(f"`layers_to_transform` cannot be used when `target_modules` is a str. "   # PEFT's wording
+                             f"{C}.layers_to_transform only works with a list of target_modules, not the regex string "
                              f"{self.target_modules!r}; put the layer indices into the regex instead.")
         if self.layers_pattern is not None and isinstance(self.target_modules, str):
-            raise ValueError(f"{C}.layers_pattern only works with a list of target_modules, not the regex string "
+            raise ValueError(f"`layers_pattern` cannot be used when `target_modules` is a str. "
+                             f"{C}.layers_pattern only works with a list of target_modules, not the regex string "
                              f"{self.target_modules!r}; put the layer path into the regex instead.")
         if self.layers_pattern and self.layers_to_transform is None:
-            raise ValueError(f"{C}.layers_pattern={self.layers_pattern!r} is only used together with "
+            raise ValueError(f"When `layers_pattern` is specified, `layers_to_transform` must also be specified. "
+                             f"{C}.layers_pattern={self.layers_pattern!r} is only used together with "
                              f"layers_to_transform (the layer indices to adapt); set both or neither.")
         if self.modules_to_save is not None: self.modules_to_save = list(self.modules_to_save)
         both = sorted(set(self.modules_to_save or []) & (self.target_modules if isinstance(self.target_modules, set) else set()))
@@ -338,7 +378,8 @@ def resolve_target_modules(config: TunerConfig, model: nn.Module, defaults: dict
     if config.target_modules is not None: return config
     mt = model_type_of(model)
     if mt not in defaults:
-        raise ValueError(f"target_modules is None and {method} has no default targets for model type {mt!r}. "
+        raise ValueError(f"Please specify `target_modules` in `peft_config`: target_modules is None and {method} "   # PEFT's words first
+                         f"has no default targets for model type {mt!r}. "
                          f"Pass target_modules=[...] (module names such as 'q_proj') or 'all-linear'. "
                          f"Model types with defaults: {sorted(defaults)}.")
     config.target_modules = set(defaults[mt])
@@ -575,6 +616,15 @@ def adapter_names(self: AdapterLayer) -> list[str]:
         for k in getattr(self, attr).keys():
             if k not in names: names.append(k)
     return names
+
+@patch
+def _all_available_adapter_names(self: AdapterLayer) -> list[str]:
+    "Every adapter any per-adapter attribute holds, sorted (PEFT's name and order; `adapter_names` keeps creation order)."
+    names = set()
+    for attr in self.adapter_layer_names + self.other_param_names:
+        d = getattr(self, attr, None)
+        if hasattr(d, "keys"): names.update(d.keys())
+    return sorted(names)
 
 @patch(as_prop=True)
 def active_adapters(self: AdapterLayer) -> list[str]: return self._active_adapters
@@ -949,6 +999,12 @@ def _mixed_batch_forward(self: ModulesToSaveWrapper, x, *args, adapter_names, **
     mb = mixed_batch(adapter_names)
     pieces = [(self.modules_to_save[a] if a in self.modules_to_save else self.original_module)(xs, *args, **kwargs)
               for (a, _), xs in zip(mb.groups, mb.split(x))]
+    bad = next((p for p in pieces if not isinstance(p, torch.Tensor)), None)
+    if bad is not None:   # PEFT's words first (PEFT allows only these types), then what peftlab can do
+        raise TypeError(f"Mixed batching is only supported for the following modules: Linear, Embedding, Conv1d, Conv2d, "
+                        f"Conv3d. peftlab also recombines the rows of any module that returns one tensor, but this "
+                        f"{type(self.original_module).__name__} returns a {type(bad).__name__}; run its adapters in "
+                        f"separate batches.")
     return mb.combine(pieces)
 
 # %% ../nbs/00_core.ipynb #00d9b307
@@ -1076,6 +1132,7 @@ class BaseTuner(nn.Module):
     layer_cls: type = AdapterLayer   # the method's wrapper base class
     default_targets: dict = {}       # model type -> default target names
     method_name: str = "adapter"
+    uses_shared_state: bool = False  # adapters share tensors across layers (VeRA's projections): only a PeftModel holds them
 
     def __init__(self, model: nn.Module, peft_config, adapter_name: str = "default"):
         super().__init__()
@@ -1260,9 +1317,15 @@ def _set_adapter_layers(self: BaseTuner, enabled: bool):
 def delete_adapter(self: BaseTuner, adapter_name: str):
     "Remove adapter `adapter_name` from every wrapper and from `peft_config`."
     self._check_known(adapter_name)
+    merged = sorted({adapter_name} & {a for m in self.model.modules() if isinstance(m, AdapterLayer) for a in m.merged_adapters})
+    if merged:   # checked before anything changes; PEFT's wording first
+        raise ValueError(f"Cannot delete adapter(s) {merged} while they are merged. Please unmerge them first. "
+                         f"(unmerge_adapter() takes them out of the base weights; nothing was deleted.)")
+    was_active = adapter_name in self.active_adapters
     del self.peft_config[adapter_name]
     for m in self.model.modules():
         if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)): m.delete_adapter(adapter_name)
+    if not was_active: return   # the active adapters, and what is merged, stay as they are (as in PEFT)
     rest = [a for a in self.active_adapters if a != adapter_name] or list(self.peft_config)[:1]
     if rest: self.set_adapter(rest[0] if len(rest) == 1 else rest)
     else: self.active_adapter = []

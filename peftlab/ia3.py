@@ -55,9 +55,10 @@ class IA3Config(TunerConfig):
             # a name matches a target path that ends with it: PEFT's all-linear folders save paths beside names
             extra = {f for f in self.feedforward_modules
                      if f not in self.target_modules and not any(t.endswith("." + f) for t in self.target_modules)}
-            if extra:
-                raise ValueError(f"IA3Config.feedforward_modules must be a subset of target_modules; {sorted(extra)} are not "
-                                 f"targets. Add them to target_modules or remove them from feedforward_modules.")
+            if extra:   # PEFT's words first, then which names and what to do
+                raise ValueError(f"`feedforward_modules` should be a subset of `target_modules`: IA3Config.feedforward_modules "
+                                 f"{sorted(extra)} are not in target_modules {sorted(self.target_modules)}; add them to "
+                                 f"target_modules or remove them from feedforward_modules.")
 
 # %% ../nbs/04_ia3.ipynb #31afabfd
 def is_feedforward_module(config: IA3Config, key: str) -> bool:
@@ -105,8 +106,11 @@ class IA3Layer(AdapterLayer):
             b = None
             if not self.is_feedforward and base.bias is not None:
                 b = base.bias.data * self.ia3_l[a].data.reshape(base.bias.shape)
-            if safe_merge and not (torch.isfinite(W).all() and (b is None or torch.isfinite(b).all())):
-                raise ValueError(f"Merging adapter {a!r} gives NaN/inf weights; the adapter is broken, not merged.")
+            if safe_merge:   # PEFT's words first; nothing changes before both are checked
+                for what, t in (("weights", W), ("bias", b)):
+                    if t is not None and not torch.isfinite(t).all():
+                        raise ValueError(f"NaNs detected in the merged {what}. The adapter {a} seems to be broken: merging "
+                                         f"it gives NaN/inf {what}, so it was not merged (the base layer is unchanged).")
             base.weight.data = W.to(base.weight.dtype)
             if b is not None: base.bias.data = b.to(base.bias.dtype)
             self.merged_adapters.append(a)

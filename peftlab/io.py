@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_io.ipynb #e70344ae
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, re, tempfile, time, typing, uuid, warnings
+import contextlib, dataclasses, hashlib, json, math, os, re, tempfile, time, typing, uuid, warnings
 from pathlib import Path
 from typing import Optional, Union
 import torch
@@ -14,19 +14,18 @@ from .core import *
 from .model import PeftModel, MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 
 # %% auto #0
-__all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'PEFT_FORMAT_VERSION', 'EMBEDDING_LAYER_NAMES',
-           'JOURNAL_NAME', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
-           'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
-           'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'state_dict_path',
-           'adapter_key_map', 'get_peft_model_state_dict', 'AdapterLoadResult', 'set_peft_model_state_dict',
+__all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'EMBEDDING_LAYER_NAMES', 'JOURNAL_NAME',
+           'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
+           'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
+           'AutoPeftModelForFeatureExtraction', 'state_dict_path', 'adapter_key_map', 'get_peft_model_state_dict',
+           'AdapterLoadResult', 'set_peft_model_state_dict', 'get_base_model_state_dict', 'set_base_model_state_dict',
            'folder_lock', 'write_adapter_files', 'committed_file', 'settle_folder', 'reading_folder',
-           'config_fingerprint', 'adapter_folder', 'load_peft_weights', 'AutoPeftModel']
+           'config_fingerprint', 'adapter_folder', 'ConfigKeysError', 'load_peft_weights', 'AutoPeftModel']
 
 # %% ../nbs/11_io.ipynb #290e3867
 CONFIG_NAME = "adapter_config.json"
 SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
 WEIGHTS_NAME = "adapter_model.bin"
-PEFT_FORMAT_VERSION = "0.21.2"  # the Hugging Face PEFT release whose on-disk format peftlab writes
 EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")
 
 _WRAPPER_SEGMENTS = re.compile(r"(^|\.)(_fsdp_wrapped_module|_checkpoint_wrapped_module)(?=\.|$)")
@@ -84,6 +83,12 @@ def get_peft_model_state_dict(model: nn.Module, state_dict: Optional[dict] = Non
     "The tensors of `adapter_name` under PEFT's file keys (what goes into `adapter_model.safetensors`)."
     sd = model.state_dict() if state_dict is None else state_dict
     config = model.peft_config[adapter_name]
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if save_embedding_layers is True and not callable(getattr(base, "get_input_embeddings", None)):
+        warnings.warn("Could not identify embedding layer(s) because the model is not a 🤗 transformers model. (PEFT's "
+                      "words; as in PEFT no embedding matrix is saved: save_embedding_layers=True needs a model with "
+                      "get_input_embeddings.)")
+        save_embedding_layers = False
     out = {fk: sd[mk] for fk, mk in adapter_key_map(model, adapter_name).items()}
     for k in _extra_keys(model, config, save_embedding_layers): out[k] = sd[k]
     tuner = getattr(model, "base_model", None)
@@ -107,7 +112,7 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
     config = getattr(model, "peft_config", {}).get(adapter_name)
     extras = set(_extra_keys(model, config, save_embedding_layers=True)) if config is not None else set()
     owned = set(kmap.values())
-    load, unexpected, base_keys = {}, [], []
+    load, unexpected, base_keys, foreign_bias = {}, [], [], []
     for k, v in peft_state.items():
         fk = k if (k in kmap or k in model_sd) else ("base_model.model." + k)   # tolerate a missing prefix
         if fk in kmap: load[kmap[fk]] = v
@@ -115,6 +120,7 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
             # an adapter file may carry base tensors only where its config says so (bias modes, embedding targets),
             # or tensors the method keeps outside its layers under the adapter's name (e.g. VeRA's shared projections)
             if fk in extras or adapter_name in fk.split("."): load[fk] = v
+            elif fk.endswith(".bias"): load[fk] = v; foreign_bias.append(fk)   # saved under another bias mode: PEFT loads it
             else: base_keys.append(k)
         else: unexpected.append(k)
     if base_keys:
@@ -135,8 +141,51 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
                              f"match the weights.")
     model.load_state_dict(load, strict=False)
     if missing: warnings.warn(f"Adapter tensors missing from the checkpoint (left at their init): {missing[:10]}")
+    if foreign_bias:
+        warnings.warn(f"The checkpoint holds {len(foreign_bias)} base-model bias(es) that adapter {adapter_name!r} does not "
+                      f"train under its config (bias={getattr(config, 'bias', 'none')!r}), e.g. {foreign_bias[:3]}; they were "
+                      f"saved with bias='all' or the method's own bias mode and are loaded into the base model, as PEFT "
+                      f"does. Unloading the adapter keeps them.")
     if unexpected: warnings.warn(f"Checkpoint tensors that match nothing in the model (ignored): {unexpected[:10]}")
     return AdapterLoadResult([kmap[k] for k in missing], unexpected)
+
+# %% ../nbs/11_io.ipynb #4b51a43a
+def _base_key(root: nn.Module, key: str) -> Optional[str]:
+    "The key that `key` of `root.state_dict()` had before injection; None for an adapter's own tensor."
+    out, cur = [], root
+    for part in key.split("."):
+        if cur is None: out.append(part); continue
+        child = cur._modules.get(part)
+        if isinstance(cur, (AdapterLayer, ModulesToSaveWrapper)):
+            if part in ("base_layer", "original_module") and child is not None: cur = child; continue
+            return None                                   # lora_A..., modules_to_save copies, the wrapper's own tensors
+        out.append(part); cur = child
+    return ".".join(out)
+
+def _base_keys(model: PeftModel) -> tuple[nn.Module, dict]:
+    "The module holding the base model's tensors, and original key -> its key there."
+    root = model.base_model.model if isinstance(model.base_model, BaseTuner) else model.get_base_model()
+    keys = {k: _base_key(root, k) for k in root.state_dict()}
+    return root, {orig: k for k, orig in keys.items() if orig is not None}
+
+def get_base_model_state_dict(model: PeftModel) -> dict[str, torch.Tensor]:
+    "The base model's tensors under the keys it had before the adapters were injected (no adapter tensors)."
+    root, keys = _base_keys(model)
+    sd = root.state_dict()
+    return {orig: sd[k] for orig, k in keys.items()}
+
+def set_base_model_state_dict(model: PeftModel, state_dict: dict, strict: bool = True) -> AdapterLoadResult:
+    "Load a state dict keyed as the base model was before injection into the wrapped model (PEFT's counterpart)."
+    root, keys = _base_keys(model)
+    unexpected = [k for k in state_dict if k not in keys]
+    missing = [k for k in keys if k not in state_dict]
+    if strict and (missing or unexpected):
+        msgs = ([f"Missing key(s) in state_dict: {missing}"] if missing else []) + \
+               ([f"Unexpected key(s) in state_dict: {unexpected}"] if unexpected else [])
+        raise RuntimeError("Error(s) in loading state_dict:\n\t" + "\n\t".join(msgs) + "\n\t(the keys are the base "
+                           "model's own, as get_base_model_state_dict gives them; pass strict=False to load a part)")
+    root.load_state_dict({keys[k]: v for k, v in state_dict.items() if k in keys}, strict=False)
+    return AdapterLoadResult(missing, unexpected)
 
 # %% ../nbs/11_io.ipynb #dc67f6bc
 JOURNAL_NAME = ".peftlab-commit.json"
@@ -262,7 +311,7 @@ def _config_for_saving(model: PeftModel, adapter_name: str) -> dict:
     cfg = model.peft_config[adapter_name]
     d = cfg.to_dict()
     d["inference_mode"] = True
-    d["peft_version"] = PEFT_FORMAT_VERSION
+    d["peft_version"] = cfg.peft_version or PEFT_FORMAT_VERSION   # the config's own (kept from a loaded file), as PEFT
     base = model.get_base_model()
     if d.get("base_model_name_or_path") is None:
         d["base_model_name_or_path"] = getattr(base, "name_or_path", None) or None
@@ -387,7 +436,10 @@ def _resolve_file(model_id: str, filename: str, subfolder: Optional[str] = None,
         raise _no_adapter_here(str(model_id), f"no such local folder, and the hub said {type(e).__name__}") from None
 
 # %% ../nbs/11_io.ipynb #f8643159
-def _config_dict(raw: bytes, where) -> dict:
+class ConfigKeysError(TypeError, ValueError):
+    "A config without `peft_type`: a `TypeError` as PEFT raises it, and a `ValueError` like peftlab's other config-file errors."
+
+def _config_dict(raw: bytes, where, cls=None) -> dict:
     "Parse an adapter config file's bytes; a `ValueError` naming the file for anything that is not a PEFT config object."
     try: d = json.loads(raw.decode("utf-8"))
     except RecursionError:
@@ -397,7 +449,10 @@ def _config_dict(raw: bytes, where) -> dict:
     if not isinstance(d, dict):
         raise ValueError(f"{where} holds a JSON {type(d).__name__ if d is not None else 'null'}, not an object; an "
                          f"adapter config is an object like {{\"peft_type\": \"LORA\", \"r\": 8, ...}}.")
-    if "peft_type" not in d: raise ValueError(f"{where} has no 'peft_type'; it is not a PEFT adapter config.")
+    if "peft_type" not in d:
+        raise ConfigKeysError(f"The {(cls or PeftConfig).__name__} config that is trying to be loaded is missing required "
+                              f"keys: {{'peft_type'}}. {where} has no 'peft_type'; it is not a PEFT adapter config (PEFT "
+                              f"writes one with e.g. \"peft_type\": \"LORA\").")
     if not isinstance(d["peft_type"], str):
         raise ValueError(f"{where}: 'peft_type' is {d['peft_type']!r}; it must be a method name such as \"LORA\".")
     return d
@@ -474,7 +529,7 @@ def from_pretrained(cls: PeftConfig, pretrained_model_name_or_path: str, subfold
         path = _config_file(model_id, subfolder, **kwargs)
         raw = Path(path).read_bytes()
     where = Path(path).parent / CONFIG_NAME
-    return _config_from_dict(_config_dict(raw, where), where, cls)
+    return _config_from_dict(_config_dict(raw, where, cls), where, cls)
 
 # %% ../nbs/11_io.ipynb #c02cd16c
 def load_peft_weights(model_id: str, device: Optional[str] = None, subfolder: Optional[str] = None, **hub_kwargs) -> dict:
@@ -495,7 +550,7 @@ def save_pretrained(self: PeftConfig, save_directory: str, **kwargs):
 @patch(cls_method=True)
 def from_json_file(cls: PeftConfig, path_json_file: str, **kwargs) -> dict:
     "The contents of a config file as a dict (`runtime_config`, which only lives at run time, removed)."
-    d = _config_dict(Path(path_json_file).read_bytes(), path_json_file) if Path(path_json_file).is_file() else None
+    d = _config_dict(Path(path_json_file).read_bytes(), path_json_file, cls) if Path(path_json_file).is_file() else None
     if d is None: raise ValueError(f"No config file at {str(path_json_file)!r}.")
     if d.pop("runtime_config", None) is not None:
         warnings.warn("The configuration file contains a `runtime_config` key. This is ignored. Runtime configurations "
@@ -504,8 +559,13 @@ def from_json_file(cls: PeftConfig, path_json_file: str, **kwargs) -> dict:
 
 @patch(cls_method=True)
 def from_peft_type(cls: PeftConfig, **kwargs) -> PeftConfig:
-    "The config of the class `kwargs['peft_type']` names (else `cls`), built from `kwargs`."
+    "The config of the class `kwargs['peft_type']` names (else `cls`), built from `kwargs`; unknown keys warn and drop."
     target = config_class_for(kwargs["peft_type"]) if "peft_type" in kwargs else cls
+    unknown = sorted(set(kwargs) - {f.name for f in dataclasses.fields(target)} - {"runtime_config"})
+    if unknown and "peft_type" not in kwargs:   # keys of some other config: PEFT's check, PEFT's words first
+        raise ConfigKeysError(f"The {cls.__name__} config that is trying to be loaded is missing required keys: "
+                              f"{{'peft_type'}}. Without it, {unknown} cannot be told apart from keys of another method; "
+                              f"pass peft_type (e.g. peft_type='LORA').")
     return target.from_dict(kwargs)
 
 # %% ../nbs/11_io.ipynb #8e9d8602
@@ -562,6 +622,7 @@ def from_pretrained(cls: PeftModel, model: nn.Module, model_id: str, adapter_nam
         raise ValueError("`model` is already a PeftModel; use peft_model.load_adapter(path, adapter_name) instead.")
     subfolder = kwargs.pop("subfolder", None)
     files = _read_adapter(model_id, subfolder, kwargs.get("torch_device"), **kwargs)
+    given = config
     config = config or _config_from_dict(files[0], files[2])
     config.inference_mode = not is_trainable
     if cls is PeftModel: cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, PeftModel)
@@ -572,6 +633,9 @@ def from_pretrained(cls: PeftModel, model: nn.Module, model_id: str, adapter_nam
     except BaseException:
         with contextlib.suppress(Exception): pm.unload()   # give the caller's model back without adapter layers
         raise
+    prepared = pm.peft_config[adapter_name]
+    if config is not prepared and config is given:   # PEFT keeps the caller's object (filled in, as PEFT fills it)
+        vars(config).update(vars(prepared)); pm.peft_config[adapter_name] = config
     return pm
 
 # %% ../nbs/11_io.ipynb #f601bbff

@@ -41,16 +41,16 @@ class PromptLearningConfig(PeftConfig):
     def __post_init__(self):
         self.peft_type = type(self)._peft_type
         super().__post_init__()   # types and ranges of every field (PeftConfig)
-        if self.task_type is not None and self.task_type not in PROMPT_TASKS:
-            raise ValueError(f"{type(self).__name__} cannot serve task_type={self.task_type.value}: virtual tokens shift "
-                             f"every position, so per-token outputs no longer line up. Use one of "
-                             f"{[t.value for t in PROMPT_TASKS]}, or a weight-update method such as LoRA.")
 
     @property
     def is_prompt_learning(self) -> bool: return True
 
     def check_model(self, model: nn.Module):
-        "Refuse a config without `num_virtual_tokens`, or a `token_dim` other than the model's embedding width."
+        "Refuse a task whose outputs line up with input tokens, no `num_virtual_tokens`, or a `token_dim` that does not fit."
+        if self.task_type is not None and self.task_type not in PROMPT_TASKS:
+            raise ValueError(f"{type(self).__name__} cannot serve task_type={self.task_type.value}: virtual tokens shift "
+                             f"every position, so per-token outputs no longer line up. Use one of "
+                             f"{[t.value for t in PROMPT_TASKS]}, or a weight-update method such as LoRA.")
         if self.num_virtual_tokens is None:    # None is PEFT's default too: a config may be written without it
             raise ValueError(f"{type(self).__name__}.num_virtual_tokens is None; give the number of virtual tokens, "
                              f"a positive integer (e.g. 20), before adding the adapter to a model.")
@@ -67,6 +67,14 @@ class PromptLearningConfig(PeftConfig):
 class PromptTuningInit(str, enum.Enum):
     TEXT = "TEXT"; SAMPLE_VOCAB = "SAMPLE_VOCAB"; RANDOM = "RANDOM"
 
+def _check_init_text(cfg):
+    "prompt_tuning_init='TEXT' needs the text and its tokenizer (PEFT's words first, in PEFT's order)."
+    for name, v in (("tokenizer_name_or_path", cfg.tokenizer_name_or_path), ("prompt_tuning_init_text", cfg.prompt_tuning_init_text)):
+        if not v:
+            raise ValueError(f"When prompt_tuning_init='TEXT', {name} can't be {v if v is None else repr(v)}. The prompt "
+                             f"starts from the token embeddings of prompt_tuning_init_text under the tokenizer "
+                             f"tokenizer_name_or_path (a hub id or a folder): give both, or use prompt_tuning_init='RANDOM'.")
+
 @dataclass
 class PromptTuningConfig(PromptLearningConfig):
     "Prompt tuning: learned virtual-token embeddings."
@@ -79,8 +87,7 @@ class PromptTuningConfig(PromptLearningConfig):
     def __post_init__(self):
         super().__post_init__()
         self.prompt_tuning_init = PromptTuningInit(self.prompt_tuning_init)
-        if self.prompt_tuning_init == PromptTuningInit.TEXT and not (self.prompt_tuning_init_text and self.tokenizer_name_or_path):
-            raise ValueError("prompt_tuning_init='TEXT' needs prompt_tuning_init_text and tokenizer_name_or_path.")
+        if self.prompt_tuning_init == PromptTuningInit.TEXT: _check_init_text(self)
 
 # %% ../nbs/05_prompts.ipynb #9257f3d1
 class PromptEncoderReparameterizationType(str, enum.Enum):
@@ -145,7 +152,9 @@ class PromptEncoder(nn.Module):
             self.mlp_head = nn.Sequential(nn.Linear(2 * h, 2 * h), nn.ReLU(), nn.Linear(2 * h, d))
         else:
             if config.encoder_num_layers != 2:
-                warnings.warn("The P-tuning MLP always has 3 linear layers; encoder_num_layers is ignored.")
+                warnings.warn("for MLP, the argument `encoder_num_layers` is ignored. Exactly 2 MLP layers are used. "   # PEFT's words
+                              "(peftlab: the MLP is Linear-ReLU-Linear-ReLU-Linear, 3 linear layers, as in PEFT; set "
+                              "encoder_reparameterization_type='LSTM' for encoder_num_layers to count.)")
             self.mlp_head = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, d))
     def forward(self, indices):
         e = self.embedding(indices)
@@ -199,8 +208,7 @@ class MultitaskPromptTuningConfig(PromptTuningConfig):
         for f in ("num_tasks", "num_ranks"):   # Optional in PEFT's type, but required here
             if getattr(self, f) is None:
                 raise ValueError(f"MultitaskPromptTuningConfig.{f} is None; give a positive integer (e.g. 1).")
-        if self.prompt_tuning_init == MultitaskPromptTuningInit.TEXT and not (self.prompt_tuning_init_text and self.tokenizer_name_or_path):
-            raise ValueError("prompt_tuning_init='TEXT' needs prompt_tuning_init_text and tokenizer_name_or_path.")
+        if self.prompt_tuning_init == MultitaskPromptTuningInit.TEXT: _check_init_text(self)
         if self.prompt_tuning_init in _FROM_SOURCE and not self.inference_mode and not self.prompt_tuning_init_state_dict_path:
             raise ValueError(f"prompt_tuning_init={self.prompt_tuning_init.value} starts from a source-task checkpoint: "
                              f"set prompt_tuning_init_state_dict_path to its adapter_model.safetensors.")

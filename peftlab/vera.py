@@ -125,6 +125,7 @@ class VeraModel(BaseTuner):
     layer_cls = VeraLayer
     default_targets = VERA_TARGET_MODULES
     method_name = "VeRA"
+    uses_shared_state = True   # the projections live on the tuner: a bare injected model would lack them (PEFT's flag)
 
     def _target_dims(self, config, model) -> tuple[int, int]:
         "The largest (in, out) among the linear targets of `config`."
