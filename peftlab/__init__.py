@@ -12,7 +12,8 @@ __all__ = ['prepare_model_for_kbit_training', 'PeftType', 'TaskType', 'PeftConfi
            'inject_adapter_in_model', 'PeftMixedModel', 'MixedModel', 'COMPATIBLE_TUNER_TYPES', 'hotswap_adapter',
            'hotswap_adapter_from_state_dict', 'prepare_model_for_compiled_hotswap', 'check_hotswap_configs_compatible',
            'TrainableTokensConfig', 'TrainableTokensModel', 'TrainableTokensLayer', 'TrainableTokensWrapper',
-           'ParamWrapper', 'replicate_layers', 'untie_replicated_layers', 'LoraConfig', 'LoraModel', 'IA3Config',
+           'ParamWrapper', 'replicate_layers', 'untie_replicated_layers', 'get_base_model_state_dict',
+           'set_base_model_state_dict', 'ConfigKeysError', 'PromptEncoder', 'LoraConfig', 'LoraModel', 'IA3Config',
            'IA3Model', 'AdaLoraConfig', 'AdaLoraModel', 'AdaLoraCallback', 'rank_history', 'plot_rank_allocation',
            'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig', 'PromptTuningInit',
            'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner', 'MultitaskPromptTuningConfig',
@@ -41,7 +42,7 @@ from .ia3 import IA3Config, IA3Model
 from .adalora import AdaLoraConfig, AdaLoraModel, rank_history, plot_rank_allocation
 from .prompts import (PromptTuningConfig, PromptEncoderConfig, PrefixTuningConfig, PromptTuningInit,
                              PromptEncoderReparameterizationType, PromptLearningConfig, PromptTuner,
-                             MultitaskPromptTuningConfig, MultitaskPromptTuningInit)
+                             MultitaskPromptTuningConfig, MultitaskPromptTuningInit, PromptEncoder)
 
 # %% ../nbs/99_init.ipynb #c9018176
 from .lora_init import pissa_init, olora_init   # registers init_lora_weights='pissa' / 'pissa_niter_k' / 'olora'
@@ -75,7 +76,8 @@ from .train import fit, evaluate, accuracy, default_collate
 from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft_weights, AutoPeftModel,
                         AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
                         AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
-                        AutoPeftModelForFeatureExtraction)
+                        AutoPeftModelForFeatureExtraction, get_base_model_state_dict, set_base_model_state_dict,
+                        ConfigKeysError)
 
 # %% ../nbs/99_init.ipynb #f500c46b
 from .model import inject_adapter_in_model
@@ -99,7 +101,8 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "get_model_status", "create_loraplus_optimizer", "inject_adapter_in_model", "PeftMixedModel", "MixedModel",
          "COMPATIBLE_TUNER_TYPES", "hotswap_adapter", "hotswap_adapter_from_state_dict", "prepare_model_for_compiled_hotswap",
          "check_hotswap_configs_compatible", "TrainableTokensConfig", "TrainableTokensModel", "TrainableTokensLayer",
-         "TrainableTokensWrapper", "ParamWrapper", "replicate_layers", "untie_replicated_layers", "LoraConfig", "LoraModel",
+         "TrainableTokensWrapper", "ParamWrapper", "replicate_layers", "untie_replicated_layers",
+         "get_base_model_state_dict", "set_base_model_state_dict", "ConfigKeysError", "PromptEncoder", "LoraConfig", "LoraModel",
          "IA3Config", "IA3Model", "AdaLoraConfig", "AdaLoraModel", "AdaLoraCallback", "rank_history",
          "plot_rank_allocation", "PromptTuningConfig", "PromptEncoderConfig", "PrefixTuningConfig",
          "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner",

@@ -19,18 +19,7 @@ __all__ = ['TRAINABLE_TOKENS', 'TrainableTokensConfig', 'TrainableTokensLayer', 
            'TrainableTokensWrapper']
 
 # %% ../nbs/09_trainable_tokens.ipynb #e69d0a33
-def _add_peft_type(name: str) -> PeftType:
-    "`PeftType.<name>`, added to the enum when `peftlab.core` does not list it yet (PEFT writes it into adapter_config.json)."
-    if name in PeftType.__members__: return PeftType[name]
-    m = str.__new__(PeftType, name)
-    m._name_, m._value_, m.__objclass__ = name, name, PeftType
-    m._sort_order_ = len(PeftType._member_names_)
-    PeftType._member_map_[name] = PeftType._value2member_map_[name] = m
-    PeftType._member_names_.append(name)
-    type.__setattr__(PeftType, name, m)
-    return m
-
-TRAINABLE_TOKENS = _add_peft_type("TRAINABLE_TOKENS")
+TRAINABLE_TOKENS = PeftType.TRAINABLE_TOKENS
 
 # %% ../nbs/09_trainable_tokens.ipynb #065573d6
 @dataclass
