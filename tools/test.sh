@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: set up .venv, check the package is exactly what the notebooks export, run every notebook
-# (library notebooks and tutorials in quick mode) with nbdev_test, install the built package into a clean virtual
-# environment without extras (tools/install_test.sh), and print a "N passed, N failed" line.
+# (library notebooks and tutorials in quick mode) with nbdev_test, run a sample of PEFT's own tests against peftlab,
+# install the built package into a clean virtual environment without extras (tools/install_test.sh), and print a
+# "N passed, N failed" line.
 #   bash tools/test.sh            with the locked versions (tools/constraints.txt): what CI runs
 #   bash tools/test.sh --newest   with the newest release of every dependency (.venv-newest)
 #   bash tools/test.sh --oldest   with the floors settings.ini declares (.venv-oldest)
@@ -35,6 +36,14 @@ find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -name '_*' | s
       f="$1"; out="$2/$(echo "$f" | tr / _).log"; t0=$SECONDS
       if nbdev_test --path "$f" --do_print > "$out" 2>&1; then echo "PASS $f ($((SECONDS - t0)) s)"
       else echo "FAIL $f ($((SECONDS - t0)) s)"; grep -v "USDT:" "$out" | tail -60; fi' _ {} "$logs" | tee "$logs/summary"
+# PEFT 0.21.2's own test files run against peftlab (tools/peft_compat): a seeded sample of 300 of the tests that passed
+# when COMPAT.md was last measured (tools/peft_compat/expected_pass.txt) must all still pass
+t0=$SECONDS
+if timeout 1500 python tools/peft_compat/run.py --expect tools/peft_compat/expected_pass.txt --sample 300 --seed 0 \
+     --files test_config.py test_custom_models.py test_initialization.py test_lora_variants.py test_vera.py test_mixed.py \
+     --out "$logs/compat.md" > "$logs/compat.log" 2>&1
+then echo "PASS tools/peft_compat/run.py --expect ($((SECONDS - t0)) s)"
+else echo "FAIL tools/peft_compat/run.py --expect ($((SECONDS - t0)) s)"; grep -v "USDT:" "$logs/compat.log" | tail -40; fi | tee -a "$logs/summary"
 # A plain `pip install` of the built wheel (no extras) into a fresh virtual environment: imports silently, runs the
 # README quickstart, plans a 7B model from the shipped configs (tools/install_test.sh)
 t0=$SECONDS

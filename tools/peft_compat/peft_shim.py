@@ -231,6 +231,9 @@ def _from(modname, attr):
 
 def resolve(modname, name):
     "peftlab's object for PEFT's `modname.name`; a placeholder if peftlab has none."
+    if (modname, name) in FORWARDED:
+        mod, attr = FORWARDED[modname, name]
+        return getattr(importlib.import_module(mod), attr)
     if name in RENAMES:
         mod, attr = RENAMES[name].split(":")
         return getattr(importlib.import_module(mod), attr)
@@ -249,7 +252,18 @@ def resolve(modname, name):
     return placeholder(modname, name)
 
 
+# PEFT's tests monkeypatch these PEFT names (a dev version, a failing commit lookup). peftlab reads the names it has
+# for them at call time, so setting one on the shim module sets peftlab's (and monkeypatch's undo sets it back).
+FORWARDED = {("peft.config", "__version__"): ("peftlab.core", "PEFT_FORMAT_VERSION"),
+             ("peft.config", "_get_commit_hash"): ("peftlab.core", "_get_commit_hash")}
+
+
 class ShimModule(types.ModuleType):
+    def __setattr__(self, name, value):
+        fwd = FORWARDED.get((self.__name__, name))
+        if fwd: setattr(importlib.import_module(fwd[0]), fwd[1], value)
+        super().__setattr__(name, value)
+
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__") and name != "__version__": raise AttributeError(name)
         obj = resolve(self.__name__, name)

@@ -213,6 +213,9 @@ def main():
     ap.add_argument("--out", default=str(REPO / "COMPAT.md"))
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (printed)")
     ap.add_argument("--report-from", help="only rewrite the report from a folder a --keep run left")
+    ap.add_argument("--passing", help="also write the node ids of the tests that passed to this file (one per line)")
+    ap.add_argument("--expect", help="regression guard: select (with --sample N, a seeded sample) only among the node "
+                                     "ids in this file, tests that passed before, and exit 1 if any of them does not pass")
     args = ap.parse_args()
     if args.report_from: return report_from(Path(args.report_from), args.out, args.top)
     started, t0 = datetime.datetime.now(datetime.timezone.utc), datetime.datetime.now().timestamp()
@@ -234,7 +237,11 @@ def main():
         manifest = [json.loads(l) for l in man_f.read_text().splitlines()] if man_f.exists() else []
         if c.returncode not in (0, 5) or not manifest:
             print(c.stdout[-5000:], c.stderr[-3000:], file=sys.stderr)
-        selected = select(manifest, args.sample, args.seed, args.full)
+        if args.expect:
+            known = {m["nodeid"] for m in manifest}
+            expected = sorted(set(Path(args.expect).read_text().splitlines()) & known)
+            selected = random.Random(args.seed).sample(expected, min(args.sample, len(expected))) if args.sample else expected
+        else: selected = select(manifest, args.sample, args.seed, args.full)
         sel_f.write_text("\n".join(selected) + "\n")
         print(f"peft_compat: {len(manifest)} collected, {len(selected)} selected; running in {work}", flush=True)
         timeout = ["--timeout", str(args.timeout)] if _has_timeout() else []
@@ -249,6 +256,13 @@ def main():
         write_report(Path(args.out), args, cmdline, manifest, selected, res, c.returncode, r.returncode, started,
                      seconds, peft_src)
         print(f"peft_compat: wrote {args.out}")
+        if args.passing:
+            Path(args.passing).write_text("".join(f"{n}\n" for n in sorted(n for n, o in res.items() if o[0] == "passed")))
+        if args.expect:
+            lost = [n for n in selected if res.get(n, ("not run",))[0] != "passed"]
+            print(f"peft_compat: {len(selected) - len(lost)} of {len(selected)} tests that passed before pass now")
+            for n in lost: print(f"  no longer passes ({res.get(n, ('not run', '', ''))[0]}): {n}  {res.get(n, ('', '', ''))[1][:200]}")
+            if lost or not selected: return 1
     finally:
         if args.keep: print(f"peft_compat: kept {work}")
         else: shutil.rmtree(work, ignore_errors=True)
@@ -274,4 +288,4 @@ def _has_timeout():
     except ImportError: return False
 
 
-if __name__ == "__main__": main()
+if __name__ == "__main__": sys.exit(main())
