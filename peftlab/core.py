@@ -284,13 +284,17 @@ class TunerConfig(PeftConfig):
     layers_pattern: Optional[Union[list[str], str]] = None      # the name before the layer index, e.g. "layers"
     modules_to_save: Optional[list[str]] = None                 # modules trained and saved in full (e.g. a new head)
 
+    def _picks_own_targets(self) -> bool:
+        "True when an option of this config selects its targets itself, so `target_modules` may be empty."
+        return False
+
     def __post_init__(self):
         super().__post_init__()   # types, ranges and regexes of every field (PeftConfig._validate_fields)
         C = type(self).__name__
         for name in ("target_modules", "exclude_modules"):
             v = getattr(self, name)
             if isinstance(v, (list, tuple, set)): setattr(self, name, set(v))
-        if self.target_modules == set() or self.target_modules == "":
+        if (self.target_modules == set() or self.target_modules == "") and not self._picks_own_targets():
             raise ValueError(f"{C}.target_modules={self.target_modules!r} selects no module; give module names "
                              f"(e.g. ['q_proj', 'v_proj']), a regex, 'all-linear', or None for the model's defaults.")
         if self.layers_to_transform is not None and isinstance(self.target_modules, str):
@@ -969,7 +973,9 @@ def set_adapter(self: ModulesToSaveWrapper, adapter_names):
     "Train and use the copy of the (single) given adapter; other copies freeze."
     if isinstance(adapter_names, (list, tuple)):
         present = [a for a in adapter_names if a in self.modules_to_save]
-        if len(present) > 1: raise ValueError(f"modules_to_save can use only one adapter at a time, got {present}.")
+        if len(present) > 1:   # PEFT's wording first
+            raise ValueError(f"Only one adapter can be set at a time for ModulesToSaveWrapper: modules_to_save can use "
+                             f"only one adapter at a time, got {present}; activate one adapter that has a copy.")
         adapter_names = present[0] if present else None
     for k, m in self.modules_to_save.items(): m.requires_grad_(k == adapter_names)
     self._active_adapter = adapter_names if adapter_names in self.modules_to_save else None
@@ -1316,7 +1322,8 @@ def _set_adapter_layers(self: BaseTuner, enabled: bool):
 @patch
 def delete_adapter(self: BaseTuner, adapter_name: str):
     "Remove adapter `adapter_name` from every wrapper and from `peft_config`."
-    self._check_known(adapter_name)
+    if adapter_name not in self.peft_config:   # PEFT's wording first
+        raise ValueError(f"Adapter {adapter_name} does not exist; this model has adapters {sorted(self.peft_config)}.")
     merged = sorted({adapter_name} & {a for m in self.model.modules() if isinstance(m, AdapterLayer) for a in m.merged_adapters})
     if merged:   # checked before anything changes; PEFT's wording first
         raise ValueError(f"Cannot delete adapter(s) {merged} while they are merged. Please unmerge them first. "
@@ -1332,8 +1339,13 @@ def delete_adapter(self: BaseTuner, adapter_name: str):
 
 # %% ../nbs/00_core.ipynb #89c9e693
 @patch
+def _check_merge(self: BaseTuner, adapter_names: Optional[list[str]] = None):
+    "Raise when these adapters must not be merged into this model; runs before any weight changes (a method's hook)."
+
+@patch
 def merge_adapter(self: BaseTuner, adapter_names: Optional[list[str]] = None, safe_merge: bool = False):
     "Merge the active (or given) adapters into the base weights; adapters stay in place."
+    self._check_merge(adapter_names)
     for m in self.model.modules():
         if isinstance(m, AdapterLayer): m.merge(safe_merge=safe_merge, adapter_names=adapter_names)
 
@@ -1344,22 +1356,32 @@ def unmerge_adapter(self: BaseTuner):
         if isinstance(m, AdapterLayer): m.unmerge()
 
 # %% ../nbs/00_core.ipynb #c092b1c6
+def _wrapper_keys(model: nn.Module) -> list[str]:
+    "Paths of the adapter layers and modules-to-save wrappers that no other one contains."
+    keys = [k for k, m in model.named_modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    return [k for k in keys if not any(k.startswith(o + ".") for o in keys if o != k)]
+
 @patch
 def _unload_and_optionally_merge(self: BaseTuner, merge=True, safe_merge=False, adapter_names=None, progressbar=False):
-    keys = [k for k, m in self.model.named_modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
-    outer = [k for k in keys if not any(k.startswith(o + ".") for o in keys if o != k)]
-    it = outer
+    if merge: self._check_merge(adapter_names)
+    outer = _wrapper_keys(self.model)
+    bar = None
     if progressbar:
         from tqdm.auto import tqdm
-        it = tqdm(outer, desc="Unloading" + (" and merging" if merge else ""))
-    for key in it:
-        parent, target, name = get_submodules(self.model, key)
-        if isinstance(target, AdapterLayer):
-            if merge: target.merge(safe_merge=safe_merge, adapter_names=adapter_names)
-            else: target.unmerge()
-            setattr(parent, name, target.get_base_layer())
-        else:
-            setattr(parent, name, target.active_module() if merge else target.original_module)
+        bar = tqdm(total=len(outer), desc="Unloading" + (" and merging" if merge else ""))
+    while outer:   # wrappers inside a base layer (an attention's out_proj, a nested parameter wrapper) surface next round
+        for key in outer:
+            parent, target, name = get_submodules(self.model, key)
+            if isinstance(target, AdapterLayer):
+                if merge: target.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+                else: target.unmerge()
+                setattr(parent, name, target.base_layer)   # a nested adapter layer is unloaded in the next round
+            else:
+                setattr(parent, name, target.active_module() if merge else target.original_module)
+            if bar is not None: bar.update()
+        outer = _wrapper_keys(self.model)
+        if bar is not None: bar.total += len(outer)
+    if bar is not None: bar.close()
     for n, p in self.model.named_parameters():
         if n in self._requires_grad: p.requires_grad_(self._requires_grad[n])
     if self.model.__dict__.get("_peftlab_input_grads") and hasattr(self.model, "disable_input_require_grads"):

@@ -118,6 +118,7 @@ def untie_replicated_layers(model: nn.Module) -> nn.Module:
 
 # %% ../nbs/02f_layer_replication.ipynb #d54b8a6a
 def _refuse_shared_merge(tuner):
+    "Refuse merging while an adapter layer's base weight is shared by copies of a replicated layer."
     shared = _shared_bases(tuner.model)
     if shared:
         raise ValueError(f"Cannot merge LORA layers when base model layers are replicated: {shared[:2]} share one base "
@@ -125,16 +126,4 @@ def _refuse_shared_merge(tuner):
                          f"call peftlab.layer_replication.untie_replicated_layers(model) first (every copy gets its own "
                          f"weights; memory grows by the copies).")
 
-_merge_adapter, _merge_and_unload = LoraModel.merge_adapter, LoraModel.merge_and_unload   # chained, not replaced
-
-@patch
-def merge_adapter(self: LoraModel, adapter_names=None, safe_merge: bool = False):
-    "Merge the active (or given) adapters into the base weights; refused while replicated layers share weights."
-    _refuse_shared_merge(self)
-    return _merge_adapter(self, adapter_names=adapter_names, safe_merge=safe_merge)
-
-@patch
-def merge_and_unload(self: LoraModel, progressbar: bool = False, safe_merge: bool = False, adapter_names=None) -> nn.Module:
-    "Merge adapters into the weights and return the bare base model; refused while replicated layers share weights."
-    _refuse_shared_merge(self)
-    return _merge_and_unload(self, progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names)
+register_lora_option("layer_replication", before=_replicate, after=_update_model_config, check_merge=_refuse_shared_merge)

@@ -594,16 +594,35 @@ class LoraOption(NamedTuple):
     before: Optional[Callable] = None    # before(tuner, model, adapter_name, config), before targets are wrapped
     after: Optional[Callable] = None     # after(tuner, model, adapter_name, config), once they are
     selects_targets: bool = False        # the option picks its own targets: target_modules may be empty
+    check_merge: Optional[Callable] = None    # check_merge(tuner): raise to refuse a merge, before any weight changes
+    check_combine: Optional[Callable] = None  # check_combine(tuner, adapter): raise if add_weighted_adapter cannot use it
 
-def register_lora_option(field: str, *, before=None, after=None, selects_targets: bool = False):
+def register_lora_option(field: str, *, before=None, after=None, selects_targets: bool = False, check_merge=None,
+                         check_combine=None):
     "Implement `LoraConfig.<field>`: `LoraConfig` accepts it, and `LoraModel` calls the hooks when it is set."
     if field not in _UNSUPPORTED_VARIANTS:
         raise ValueError(f"{field!r} is not a LoRA option that awaits an implementation; choose one of "
                          f"{sorted(_UNSUPPORTED_VARIANTS)}.")
-    _LORA_OPTIONS[field] = LoraOption(before, after, selects_targets)
+    _LORA_OPTIONS[field] = LoraOption(before, after, selects_targets, check_merge, check_combine)
 
 def _options_on(config) -> list:
     return [o for f, o in _LORA_OPTIONS.items() if getattr(config, f, None) not in (None, False, [], {})]
+
+@patch
+def _picks_own_targets(self: LoraConfig) -> bool: return any(o.selects_targets for o in _options_on(self))
+
+@patch
+def _prepare_config(self: LoraModel, config, model):
+    "The model type's default targets, unless an option picks the targets and the model type has no defaults."
+    if config.target_modules is None and config._picks_own_targets() and model_type_of(model) not in self.default_targets:
+        return config
+    return super(LoraModel, self)._prepare_config(config, model)
+
+@patch
+def _check_merge(self: LoraModel, adapter_names=None):
+    "Every option set on one of the model's adapters may refuse the merge."
+    for o in {o for c in self.peft_config.values() for o in _options_on(c)}:
+        if o.check_merge: o.check_merge(self)
 
 @patch
 def _add_adapter_modules(self: LoraModel, model: nn.Module, adapter_name: str, config):

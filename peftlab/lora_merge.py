@@ -11,7 +11,7 @@ from typing import Literal, Optional
 import torch
 from .core import patch_to
 from .core import ModulesToSaveWrapper, PeftType
-from .lora import LoraModel, LoraLayer, ConvNd
+from .lora import LoraModel, LoraLayer, ConvNd, _options_on
 
 # %% auto #0
 __all__ = ['COMBINATION_TYPES', 'prune', 'majority_sign_mask', 'task_arithmetic', 'magnitude_prune', 'ties', 'dare_linear',
@@ -126,6 +126,8 @@ def _check_add_weighted_adapter(self, adapters, weights, combination_type, svd_r
                              f"{difflib.get_close_matches(str(a), known, n=3, cutoff=0.3)}.")
         if self.peft_config[a].peft_type != PeftType.LORA:
             raise TypeError(f"add_weighted_adapter combines LoRA adapters; {a!r} is {self.peft_config[a].peft_type}.")
+        for o in _options_on(self.peft_config[a]):   # an option may not combine (target_parameters)
+            if o.check_combine: o.check_combine(self, a)
     dora = [a for a in adapters if getattr(self.peft_config[a], "use_dora", False)]
     if dora and len(dora) < len(adapters):
         raise ValueError(f"Cannot combine DoRA adapters {dora} with plain LoRA adapters "

@@ -140,15 +140,6 @@ def unmerge(self: MultiheadAttention):
 # %% ../nbs/02g_lora_mha.ipynb #695de775
 register_lora_dispatcher(lambda t: isinstance(t, nn.MultiheadAttention), MultiheadAttention)
 
-@patch
-def _unload_and_optionally_merge(self: LoraModel, merge=True, safe_merge=False, adapter_names=None, progressbar=False):
-    "BaseTuner's unload (merging first if `merge`), then every unloaded MultiheadAttention gets its plain out_proj back."
-    mhas = [m.get_base_layer() for m in self.model.modules() if isinstance(m, MultiheadAttention)]
-    model = super(LoraModel, self)._unload_and_optionally_merge(merge, safe_merge, adapter_names, progressbar)
-    for mha in mhas:
-        if isinstance(mha.out_proj, AdapterLayer): mha.out_proj = mha.out_proj.get_base_layer()
-    return model
-
 # %% ../nbs/02g_lora_mha.ipynb #f2a22792
 def _out_proj_of_attention(target: nn.Module, adapter_name: str, **kwargs) -> Linear:
     "LoRA's `Linear` for an attention module's out_proj, with a warning that the adapter cannot act there."

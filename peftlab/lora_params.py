@@ -171,6 +171,11 @@ def _check_parameter_config(tuner, model, adapter_name: str, config):
                              f"set of parameters, but got {sorted(mine)} for the new adapter and "
                              f"{sorted(c.target_parameters)} for adapter '{n}'.")
 
+def _refuse_combine(tuner, adapter: str):
+    "add_weighted_adapter's rules combine one factor pair per layer; a parameter wrapper holds one per expert."
+    raise ValueError(f"add_weighted_adapter does not support targeting nn.Parameter (problematic adapter {adapter!r}): "
+                     f"a parameter wrapper holds one update per expert; combine adapters without target_parameters.")
+
 # %% ../nbs/02e_lora_params.ipynb #794bc264
 def _wrap_parameters(tuner, model, adapter_name: str, config):
     "Wrap the parameters of `config.target_parameters`; an error when neither modules nor parameters matched."
@@ -184,70 +189,5 @@ def _wrap_parameters(tuner, model, adapter_name: str, config):
         warnings.warn(f"target_parameters={config.target_parameters} were set but no parameter was matched.", RuntimeWarning)
     tuner.targeted_parameter_names = sorted(set(getattr(tuner, "targeted_parameter_names", [])) | set(found))
 
-register_lora_option("target_parameters", before=_check_parameter_config, after=_wrap_parameters, selects_targets=True)
-
-# %% ../nbs/02e_lora_params.ipynb #16d398e1
-_lora_post_init = LoraConfig.__post_init__      # LoraConfig's checks so far (chained, not replaced)
-if getattr(_lora_post_init, "_parameters_only", False): _lora_post_init = _lora_post_init.__wrapped__   # cell run again
-
-@patch
-def __post_init__(self: LoraConfig):
-    "LoraConfig's checks, with `target_modules=[]` allowed when `target_parameters` is set (PEFT's parameters-only)."
-    empty = bool(self.target_parameters) and isinstance(self.target_modules, (list, tuple, set)) and not self.target_modules
-    if empty: self.target_modules = None
-    _lora_post_init(self)
-    if empty: self.target_modules = set()
-LoraConfig.__post_init__.__wrapped__, LoraConfig.__post_init__._parameters_only = _lora_post_init, True
-
-_prepare_lora_config = LoraModel._prepare_config   # chained, not replaced
-
-@patch
-def _prepare_config(self: LoraModel, config, model):
-    "No default target_modules to look up when target_parameters picks the targets of a model type without defaults."
-    if config.target_modules is None and config.target_parameters and model_type_of(model) not in self.default_targets:
-        return config
-    return _prepare_lora_config(self, config, model)
-
-# %% ../nbs/02e_lora_params.ipynb #de081fc2
-_merge_and_unload, _unload = LoraModel.merge_and_unload, LoraModel.unload   # what LoraModel does so far
-
-def _settle_nested(model: nn.Module, merge: bool, safe_merge: bool = False, adapter_names=None) -> list:
-    "Merge (or unmerge) every ParamWrapper nested in another one, adapters not done yet only; `(wrapper, merged)` pairs."
-    done = []
-    for m in list(model.modules()):
-        if not (isinstance(m, ParamWrapper) and isinstance(m.base_layer, ParamWrapper)): continue
-        inner = m.base_layer
-        if not merge: inner.unmerge(); continue
-        todo = [a for a in (inner.active_adapters if adapter_names is None else adapter_names)
-                if a in inner.lora_A and a not in inner.merged_adapters]
-        if todo: inner.merge(safe_merge=safe_merge, adapter_names=todo); done.append((inner, todo))
-    return done
-
-@patch
-def merge_and_unload(self: LoraModel, progressbar: bool = False, safe_merge: bool = False, adapter_names=None) -> nn.Module:
-    "Merge the adapters into the weights (nested parameter wrappers too) and return the bare base model."
-    done = _settle_nested(self.model, True, safe_merge, adapter_names)
-    try: return _merge_and_unload(self, progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names)
-    except BaseException:                      # refused further on: take back exactly what was merged here
-        for inner, names in done:
-            for a in reversed(names): inner.get_param().data -= inner.delta_weight(a); inner.merged_adapters.remove(a)
-        raise
-
-@patch
-def unload(self: LoraModel) -> nn.Module:
-    "Remove all adapters without merging (nested parameter wrappers unmerged first) and return the base model."
-    _settle_nested(self.model, False)
-    return _unload(self)
-
-# %% ../nbs/02e_lora_params.ipynb #7f03c722
-import peftlab.lora_merge   # defines LoraModel.add_weighted_adapter and its check, which this wraps
-_check_weighted = LoraModel._check_add_weighted_adapter
-
-@patch
-def _check_add_weighted_adapter(self: LoraModel, adapters, *args, **kwargs):
-    "lora_merge's checks, after refusing adapters that target parameters (PEFT refuses them too)."
-    for a in [] if isinstance(adapters, str) else adapters:
-        if getattr(self.peft_config.get(a), "target_parameters", None):
-            raise ValueError(f"add_weighted_adapter does not support targeting nn.Parameter (problematic adapter {a!r}): "
-                             f"a parameter wrapper holds one update per expert; combine adapters without target_parameters.")
-    return _check_weighted(self, adapters, *args, **kwargs)
+register_lora_option("target_parameters", before=_check_parameter_config, after=_wrap_parameters, selects_targets=True,
+                     check_combine=_refuse_combine)

@@ -271,8 +271,8 @@ def add_adapter(self: PeftModel, adapter_name: str, peft_config: PeftConfig, low
     if not isinstance(peft_config, PeftConfig):
         raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
     if adapter_name in self.peft_config:
-        raise ValueError(f"An adapter named {adapter_name!r} already exists (adapters: {sorted(self.peft_config)}); "
-                         f"pick a new name, or delete_adapter({adapter_name!r}) first.")
+        raise ValueError(f"Adapter with name {adapter_name!r} already exists (adapters: {sorted(self.peft_config)}); "
+                         f"pick a new name, or delete_adapter({adapter_name!r}) first.")   # PEFT's wording first
     if peft_config.peft_type != self.peft_type:
         raise ValueError(f"Cannot add a {peft_config.peft_type.value} adapter to a {self.peft_type.value} model; "
                          f"all adapters of one PeftModel use the same method. For adapters of several methods in "
