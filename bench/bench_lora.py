@@ -33,8 +33,9 @@ the base model run forward(input_ids) in eval() mode under torch.no_grad(), inte
 merged logits of peftlab and PEFT are compared.
 
 Usage: python bench/bench_lora.py [--quick] [--repeats N] [--warmup N] [--inf-repeats N] [--no-all-linear]
-       [--dropout P] [--shapes gpt2,llama] [--threads N] [--compile] [--out PATH]
+       [--dropout P] [--dora] [--shapes gpt2,llama] [--threads N] [--compile] [--out PATH]
 --compile: the three training steps run through torch.compile (inductor; the warm-up rounds compile).
+--dora: the same with use_dora=True (DoRA's magnitude vector on every target) for both libraries.
 Writes a JSON with every sample to bench/results_lora.json (gitignored) unless --out says otherwise.
 """
 import argparse, copy, json, os, platform, statistics, sys, time, warnings
@@ -83,8 +84,9 @@ def make_models(shape: str, targets: str):
         warnings.simplefilter("ignore")  # fan_in_fan_out notice for GPT-2's Conv1D
         m_peft = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(**lora_kwargs(targets)))
     # identical LoRA starting point: copy peftlab's adapter weights into PEFT's model (same parameter names)
-    lab_sd = {k: v for k, v in m_lab.state_dict().items() if "lora_" in k}
     peft_sd = m_peft.state_dict()
+    # DoRA's magnitude: peftlab holds a parameter (`...lora_magnitude_vector.default`), PEFT a module with a weight
+    lab_sd = {(k if k in peft_sd else k + ".weight"): v for k, v in m_lab.state_dict().items() if "lora_" in k}
     missing = [k for k in lab_sd if k not in peft_sd]
     n_peft = sum("lora_" in k for k in peft_sd)
     if missing or n_peft != len(lab_sd):
@@ -239,6 +241,7 @@ def main(argv=None):
     ap.add_argument("--dropout", type=float, default=None, help="override lora_dropout (default 0.05)")
     ap.add_argument("--shapes", default="gpt2,llama")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    ap.add_argument("--dora", action="store_true", help="use_dora=True for peftlab and PEFT")
     ap.add_argument("--compile", action="store_true", help="time the training step of every contender under torch.compile")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_lora.json")))
     a = ap.parse_args(argv)
@@ -248,6 +251,7 @@ def main(argv=None):
     repeats = a.repeats if a.repeats is not None else (4 if a.quick else 20)
     inf_repeats = a.inf_repeats if a.inf_repeats is not None else (4 if a.quick else 30)
     if a.dropout is not None: LORA["lora_dropout"] = a.dropout
+    if a.dora: LORA["use_dora"] = True
     variants = ["default"] + ([] if (a.quick or a.no_all_linear) else ["all-linear"])
     if a.threads: torch.set_num_threads(a.threads)
     transformers.logging.set_verbosity_error()

@@ -25,9 +25,10 @@ __all__ = ['prepare_model_for_kbit_training', 'PeftType', 'TaskType', 'PeftConfi
            'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
            'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'param_breakdown',
            'plot_param_breakdown', 'delta_spectra', 'delta_svd', 'spectra_summary', 'energy_fractions', 'plot_spectra',
-           'plot_effective_rank', 'subspace_similarity', 'plot_subspace_similarity', 'amplification', 'estimate_memory',
-           'measure_memory', 'meta_model', 'known_models', 'MemoryEstimate', 'MemoryMeasurement', 'plot_estimates',
-           'model_config', 'measure_training_step', 'live_tensor_bytes', 'sweep', 'plot_sweep', 'LiveSweepPlot']
+           'plot_effective_rank', 'subspace_similarity', 'plot_subspace_similarity', 'amplification', 'adapter_status',
+           'plot_adapter_status', 'estimate_memory', 'measure_memory', 'meta_model', 'known_models', 'MemoryEstimate',
+           'MemoryMeasurement', 'plot_estimates', 'model_config', 'measure_training_step', 'live_tensor_bytes', 'sweep',
+           'plot_sweep', 'LiveSweepPlot']
 
 # %% ../nbs/99_init.ipynb #f5803f67
 from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, BaseTuner,
@@ -88,7 +89,7 @@ from .hotswap import (hotswap_adapter, hotswap_adapter_from_state_dict, prepare_
 # %% ../nbs/99_init.ipynb #4b528fc5
 from .analysis import (param_breakdown, plot_param_breakdown, delta_spectra, delta_svd, spectra_summary,
                               energy_fractions, plot_spectra, plot_effective_rank, subspace_similarity,
-                              plot_subspace_similarity, amplification)
+                              plot_subspace_similarity, amplification, adapter_status, plot_adapter_status)
 from .memory import (estimate_memory, measure_memory, meta_model, known_models, MemoryEstimate,
                             MemoryMeasurement, plot_estimates, model_config, measure_training_step, live_tensor_bytes)
 from .sweep import sweep, plot_sweep, LiveSweepPlot
@@ -114,6 +115,7 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "AutoPeftModelForTokenClassification", "AutoPeftModelForQuestionAnswering", "AutoPeftModelForFeatureExtraction",
          "param_breakdown", "plot_param_breakdown", "delta_spectra", "delta_svd", "spectra_summary", "energy_fractions",
          "plot_spectra", "plot_effective_rank", "subspace_similarity", "plot_subspace_similarity", "amplification",
+         "adapter_status", "plot_adapter_status",
          "estimate_memory", "measure_memory", "meta_model", "known_models", "MemoryEstimate", "MemoryMeasurement",
          "plot_estimates", "model_config", "measure_training_step", "live_tensor_bytes", "sweep", "plot_sweep", "LiveSweepPlot"]
 

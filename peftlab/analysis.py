@@ -13,7 +13,8 @@ from .core import AdapterLayer, BaseTuner, ModulesToSaveWrapper, output_head_nam
 # %% auto #0
 __all__ = ['module_kind', 'param_breakdown', 'plot_param_breakdown', 'delta_factors', 'svd_from_factors', 'delta_svd',
            'delta_spectra', 'spectra_summary', 'energy_fractions', 'plot_spectra', 'plot_effective_rank',
-           'singular_directions', 'subspace_similarity', 'plot_subspace_similarity', 'amplification']
+           'singular_directions', 'subspace_similarity', 'plot_subspace_similarity', 'amplification', 'adapter_status',
+           'plot_adapter_status']
 
 # %% ../nbs/20_analysis.ipynb #6b9d394a
 _ATTN_CONTEXT = {"attn", "attention", "self_attn", "self_attention", "selfattention", "encdecattention",
@@ -579,3 +580,143 @@ def amplification(model: nn.Module,               # a PeftModel / tuner / model 
     df = pd.DataFrame(rows).set_index("module")
     df["layer"] = df["layer"].astype("Int64")
     return df
+
+# %% ../nbs/20_analysis.ipynb #9c78bf6a
+_STATUS_COLUMNS = ["layer", "layer_index", "module_type", "adapter", "method", "active", "merged", "enabled",
+                   "trainable", "devices", "name"]
+
+def _adapter_order(configs: dict, statuses) -> list[str]:
+    "Adapter names in the order they were added (the configs' order), then any others the layers hold, sorted."
+    held = set().union(*(s.available_adapters for s in statuses))
+    return [a for a in configs if a in held] + sorted(held - set(configs))
+
+def adapter_status(model: nn.Module  # a PeftModel, its tuner, a PeftMixedModel, or a model with adapters injected
+                  ) -> "pd.DataFrame":
+    "One row per (adapter layer, adapter) from `get_layer_status`: layer, method, active, merged, enabled, trainable."
+    import pandas as pd
+    from peftlab.model import get_layer_status, get_model_status
+    try: statuses = get_layer_status(model)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"adapter_status needs a model with adapter layers, and this {type(model).__name__} has none ({e}) "
+                      f"Pass a PeftModel (get_peft_model(model, LoraConfig(...))), its tuner, a PeftMixedModel, or a "
+                      f"model with adapters injected (inject_adapter_in_model(config, model)).") from e
+    modules, logical, _ = _module_paths(model)
+    configs = _peft_configs(model)
+    order = _adapter_order(configs, statuses)
+    rows = []
+    for s in statuses:
+        full = s.name if s.name in modules else f"base_model.{s.name}"    # a PeftModel's records: named from its tuner
+        path, layer = logical.get(full, s.name), modules.get(full)
+        for a in sorted(s.available_adapters, key=order.index):
+            rows.append((path, _layer_index(path), s.module_type, a, _method_of(configs, a, layer),
+                         a in s.active_adapters, a in s.merged_adapters, bool(s.enabled),
+                         s.requires_grad.get(a, pd.NA), ",".join(s.devices.get(a, [])), s.name))
+    df = pd.DataFrame(rows, columns=_STATUS_COLUMNS)
+    df["layer_index"] = df["layer_index"].astype("Int64")
+    df["trainable"] = df["trainable"].astype(object)     # True / False / "irregular"
+    df.attrs.update(model_status=get_model_status(model), adapters=order)
+    return df
+
+# %% ../nbs/20_analysis.ipynb #8f228d39
+def _row_labels(paths: list[str]) -> list[str]:
+    "Paths in the layer stack without the prefix they share, the index kept (in place or in front); others as they are."
+    stacked = [p for p in paths if _layer_index(p) is not None]
+    short = dict(zip(stacked, _column_labels(stacked)))
+    out = []
+    for p in paths:
+        i, lab = _layer_index(p), short.get(p, p)
+        out.append(lab if i is None else lab.replace("*", str(i), 1) if "*" in lab else f"{i} {lab}")
+    return out
+
+def _row_ticks(layers: list[str], max_labels: int):
+    "Rows to label: all when they fit, else the first row of every k-th layer of the stack (and the rows outside it)."
+    labels, idx = _row_labels(layers), [_layer_index(p) for p in layers]
+    if len(layers) <= max_labels: return list(range(len(layers))), labels
+    starts = [r for r, i in enumerate(idx) if i is not None and (r == 0 or idx[r - 1] != i)]
+    outside = [r for r, i in enumerate(idx) if i is None]
+    if not starts or len(outside) >= max_labels:
+        k = -(-len(layers) // max_labels); return list(range(0, len(layers), k)), labels[::k]
+    k = -(-len(starts) // (max_labels - len(outside)))
+    ticks = sorted(starts[::k] + outside)
+    return ticks, [labels[r] if idx[r] is None else f"layer {idx[r]}" for r in ticks]
+
+# %% ../nbs/20_analysis.ipynb #2fb2737f
+def _count(v, what: str) -> str:
+    if v == "irregular": return f"{what}: irregular"
+    return f"{len(v)} {what}" + (f" ({', '.join(v)})" if 0 < len(v) <= 3 else "")
+
+def _status_title(st) -> str:
+    "One line from a `TunerModelStatus`: adapters · active · merged · adapter layers (· disabled)."
+    n = len(st.available_adapters)
+    parts = [f"{n} adapter{'s' * (n != 1)}", _count(st.active_adapters, "active"), _count(st.merged_adapters, "merged"),
+             f"{st.num_adapter_layers} layer{'s' * (st.num_adapter_layers != 1)}"]
+    if st.enabled is not True: parts.append("all disabled" if st.enabled is False else "enabled: irregular")
+    return " · ".join(parts)
+
+def _table_status(df):
+    "The title's fields from a table alone: an adapter is active (merged) if it is on every row that holds it."
+    from types import SimpleNamespace
+    adapters = list(dict.fromkeys(df["adapter"]))
+    def agree(col):
+        per = df.groupby("adapter", sort=False)[col].agg(["all", "any"])
+        return "irregular" if (per["any"] & ~per["all"]).any() else [a for a in adapters if per.loc[a, "all"]]
+    en = set(df["enabled"].astype(bool))
+    return SimpleNamespace(available_adapters=adapters, active_adapters=agree("active"), merged_adapters=agree("merged"),
+                           num_adapter_layers=df["name"].nunique(), enabled=en.pop() if len(en) == 1 else "irregular")
+
+# %% ../nbs/20_analysis.ipynb #301cd610
+_STATES = ("not on this layer", "available, inactive", "active", "merged")
+_STATE_COLORS = ("white", "0.82", "tab:green", "tab:blue")
+
+def _status_grid(df):
+    "`(layers, adapters, grid, disabled cells, trainable cells, irregular cells)`: grid codes index `_STATES`."
+    import numpy as np, pandas as pd
+    layers = list(dict.fromkeys(df["layer"]))
+    adapters = [a for a in df.attrs.get("adapters", []) if a in set(df["adapter"])] or list(dict.fromkeys(df["adapter"]))
+    ri, ci = {l: i for i, l in enumerate(layers)}, {a: j for j, a in enumerate(adapters)}
+    grid, off, train, irregular = np.zeros((len(layers), len(adapters)), dtype=int), [], [], []
+    for r in df.itertuples(index=False):
+        ij, t = (ri[r.layer], ci[r.adapter]), r.trainable
+        grid[ij] = 3 if r.merged else 2 if r.active else 1
+        if not r.enabled: off.append(ij)
+        if isinstance(t, str): irregular.append(ij)
+        elif t is not None and t is not pd.NA and bool(t): train.append(ij)
+    return layers, adapters, grid, off, train, irregular
+
+# %% ../nbs/20_analysis.ipynb #d3ba42a3
+def plot_adapter_status(model_or_df,          # a model with adapter layers, or an `adapter_status` table
+                        ax=None,              # matplotlib axes to draw into (a new figure by default)
+                        max_labels: int = 48  # label at most this many layers (every k-th beyond that)
+                       ):
+    "Grid of adapter layers (rows) × adapters (columns), coloured by state; title: `get_model_status`. Returns the figure."
+    import matplotlib.pyplot as plt, numpy as np, pandas as pd
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch, Rectangle
+    df = model_or_df if isinstance(model_or_df, pd.DataFrame) else adapter_status(model_or_df)
+    if set(_STATUS_COLUMNS) - set(df.columns):
+        raise ValueError(f"Expected an adapter_status table (columns {_STATUS_COLUMNS}); got columns {list(df.columns)}.")
+    layers, adapters, grid, off, train, irregular = _status_grid(df)
+    R, C = grid.shape
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(min(14, 4.5 + 0.9 * C), min(14, max(2.5, 0.22 * R + 1.4))), layout="constrained")
+    else: fig = ax.figure
+    ax.imshow(grid, cmap=ListedColormap(_STATE_COLORS), vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
+    for i, j in off: ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.25", lw=0))
+    ms = max(4, min(30, 600 / max(R, 1)))
+    for cells, face, label in ((train, "k", "trainable"), (irregular, "none", "trainable: irregular")):
+        if cells: ax.scatter([j for _, j in cells], [i for i, _ in cells], s=ms, c=face, edgecolors="k", label=label)
+    methods = df.groupby("adapter")["method"].first()
+    ax.set_xticks(range(C), [f"{a}\n{methods[a]}" for a in adapters], fontsize=8)
+    ticks, labels = _row_ticks(layers, max(1, max_labels))
+    ax.set_yticks(ticks, labels, fontsize=8 if R <= 24 else 6)
+    ax.set_xticks(np.arange(-0.5, C), minor=True); ax.set_yticks(np.arange(-0.5, R), minor=True)
+    ax.grid(which="minor", color="0.7", lw=0.5 if R <= 100 else 0); ax.tick_params(which="minor", length=0)
+    if len(ticks) < R:
+        for r in ticks[1:]: ax.axhline(r - 0.5, color="0.35", lw=0.4)
+    handles = [Patch(facecolor=c, edgecolor="0.6", label=s) for c, s in zip(_STATE_COLORS, _STATES)]
+    if off: handles.append(Patch(facecolor="white", edgecolor="0.25", hatch="///", label="adapters disabled"))
+    ax.legend(handles=handles + list(ax.collections), loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
+    st = df.attrs.get("model_status") or _table_status(df)
+    ax.set(xlabel="adapter", ylabel="adapter layer" + (" (first module of a layer labelled)" if len(ticks) < R else ""))
+    ax.set_title(_status_title(st), fontsize=9)
+    return fig

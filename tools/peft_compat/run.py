@@ -42,9 +42,13 @@ MISSING_FEATURE = re.compile(r"got an unexpected keyword argument|has no attribu
                              r"not yet implemented|unsupported|does not implement|cannot wrap", re.I)
 
 
+# attributes of PEFT's own classes that its tests monkeypatch (PEFT's LoRA-variant dispatch inside its layer class)
+PEFT_INTERNAL_ATTR = re.compile(r"does not have the attribute '(lora_variants|resolve_lora_variant)'")
+
+
 def classify(msg, text=""):
     "The cause of a failure, from its exception text."
-    if "not in peftlab [PEFT-internal name]" in msg: return "PEFT-internal name"
+    if "not in peftlab [PEFT-internal name]" in msg or PEFT_INTERNAL_ATTR.search(msg): return "PEFT-internal name"
     if "not in peftlab [not implemented in peftlab]" in msg: return "not implemented in peftlab"
     if HUB_CUDA.search(msg): return "hub/CUDA"
     if "not in peftlab [PEFT-internal name]" in text: return "PEFT-internal name"
