@@ -13,16 +13,16 @@ __all__ = ['prepare_model_for_kbit_training', 'PeftType', 'TaskType', 'PeftConfi
            'hotswap_adapter_from_state_dict', 'prepare_model_for_compiled_hotswap', 'check_hotswap_configs_compatible',
            'TrainableTokensConfig', 'TrainableTokensModel', 'TrainableTokensLayer', 'TrainableTokensWrapper',
            'ParamWrapper', 'replicate_layers', 'untie_replicated_layers', 'get_base_model_state_dict',
-           'set_base_model_state_dict', 'ConfigKeysError', 'PromptEncoder', 'LoraConfig', 'LoraModel', 'IA3Config',
-           'IA3Model', 'AdaLoraConfig', 'AdaLoraModel', 'AdaLoraCallback', 'rank_history', 'plot_rank_allocation',
-           'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig', 'PromptTuningInit',
-           'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner', 'MultitaskPromptTuningConfig',
-           'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel', 'LoKrConfig', 'LoKrModel', 'VeraConfig', 'VeraModel',
-           'BottleneckConfig', 'pissa_init', 'olora_init', 'LoftQConfig', 'loftq_decompose',
-           'replace_lora_weights_loftq', 'loftq_report', 'plot_loftq', 'BottleneckModel', 'fit', 'evaluate', 'accuracy',
-           'default_collate', 'get_peft_model_state_dict', 'set_peft_model_state_dict', 'load_peft_weights',
-           'AutoPeftModel', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
-           'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
+           'set_base_model_state_dict', 'TiedLinear', 'tied_module_names', 'input_embedding_name', 'ConfigKeysError',
+           'PromptEncoder', 'LoraConfig', 'LoraModel', 'IA3Config', 'IA3Model', 'AdaLoraConfig', 'AdaLoraModel',
+           'AdaLoraCallback', 'rank_history', 'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig',
+           'PrefixTuningConfig', 'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig',
+           'PromptTuner', 'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel',
+           'LoKrConfig', 'LoKrModel', 'VeraConfig', 'VeraModel', 'BottleneckConfig', 'pissa_init', 'olora_init',
+           'LoftQConfig', 'loftq_decompose', 'replace_lora_weights_loftq', 'loftq_report', 'plot_loftq',
+           'BottleneckModel', 'fit', 'evaluate', 'accuracy', 'default_collate', 'get_peft_model_state_dict',
+           'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel', 'AutoPeftModelForCausalLM',
+           'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
            'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'param_breakdown',
            'plot_param_breakdown', 'delta_spectra', 'delta_svd', 'spectra_summary', 'energy_fractions', 'plot_spectra',
            'plot_effective_rank', 'subspace_similarity', 'plot_subspace_similarity', 'amplification', 'adapter_status',
@@ -57,6 +57,8 @@ from .trainable_tokens import (TrainableTokensConfig, TrainableTokensModel, Trai
                                       TrainableTokensWrapper)   # the method and LoraConfig(trainable_token_indices=...)
 from .lora_params import ParamWrapper   # registers LoraConfig(target_parameters=...)
 from .layer_replication import replicate_layers, untie_replicated_layers   # registers layer_replication
+from .weight_tying import TiedLinear   # LoRA's tying of an embedding and its tied head (ensure_weight_tying)
+from .core import tied_module_names, input_embedding_name
 
 # %% ../nbs/99_init.ipynb #b75f57fb
 from .lycoris import LoHaConfig, LoHaModel, LoKrConfig, LoKrModel
@@ -103,7 +105,7 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "COMPATIBLE_TUNER_TYPES", "hotswap_adapter", "hotswap_adapter_from_state_dict", "prepare_model_for_compiled_hotswap",
          "check_hotswap_configs_compatible", "TrainableTokensConfig", "TrainableTokensModel", "TrainableTokensLayer",
          "TrainableTokensWrapper", "ParamWrapper", "replicate_layers", "untie_replicated_layers",
-         "get_base_model_state_dict", "set_base_model_state_dict", "ConfigKeysError", "PromptEncoder", "LoraConfig", "LoraModel",
+         "get_base_model_state_dict", "set_base_model_state_dict", "TiedLinear", "tied_module_names", "input_embedding_name", "ConfigKeysError", "PromptEncoder", "LoraConfig", "LoraModel",
          "IA3Config", "IA3Model", "AdaLoraConfig", "AdaLoraModel", "AdaLoraCallback", "rank_history",
          "plot_rank_allocation", "PromptTuningConfig", "PromptEncoderConfig", "PrefixTuningConfig",
          "PromptTuningInit", "PromptEncoderReparameterizationType", "PromptLearningConfig", "PromptTuner",

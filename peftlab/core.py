@@ -11,14 +11,15 @@ import torch
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['PEFT_FORMAT_VERSION', 'LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'PEFT_TYPE_TO_CONFIG_MAPPING',
-           'PEFT_TYPE_TO_TUNER_MAPPING', 'PeftType', 'TaskType', 'patch_to', 'patch', 'PeftConfig', 'TunerConfig',
-           'get_layer_index', 'check_target_module_exists', 'pattern_value', 'model_type_of', 'resolve_target_modules',
-           'linear_fan_in_fan_out', 'linear_features', 'is_linear_like', 'output_head_names', 'expand_all_linear',
-           'PackedWeight', 'register_packed_weight', 'register_model_preparer', 'prepare_layer_libraries',
-           'packed_weight', 'peft_numel', 'stored_bytes', 'check_adapters_to_merge', 'AdapterLayer', 'MixedBatch',
-           'mixed_batch', 'loading_adapter', 'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper',
-           'get_submodules', 'check_adapter_name', 'undo_on_failure', 'check_not_offloaded', 'BaseTuner',
+__all__ = ['PEFT_FORMAT_VERSION', 'LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS', 'EMBEDDING_LAYER_NAMES',
+           'PEFT_TYPE_TO_CONFIG_MAPPING', 'PEFT_TYPE_TO_TUNER_MAPPING', 'PeftType', 'TaskType', 'patch_to', 'patch',
+           'PeftConfig', 'TunerConfig', 'get_layer_index', 'check_target_module_exists', 'pattern_value',
+           'model_type_of', 'resolve_target_modules', 'linear_fan_in_fan_out', 'linear_features', 'is_linear_like',
+           'output_head_names', 'expand_all_linear', 'PackedWeight', 'register_packed_weight',
+           'register_model_preparer', 'prepare_layer_libraries', 'packed_weight', 'peft_numel', 'stored_bytes',
+           'check_adapters_to_merge', 'AdapterLayer', 'MixedBatch', 'mixed_batch', 'loading_adapter',
+           'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper', 'get_submodules', 'check_adapter_name',
+           'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'input_embedding_name', 'tied_module_names',
            'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
@@ -934,17 +935,18 @@ def base_is_prepared() -> bool:
 # %% ../nbs/00_core.ipynb #473f8f7a
 class ModulesToSaveWrapper(nn.Module):
     "Keeps the original module frozen and one trainable copy per adapter."
-    def __init__(self, module_to_save: nn.Module, adapter_name: str):
+    def __init__(self, module_to_save: nn.Module, adapter_name: str, tied_module: Optional[nn.Module] = None):
         super().__init__()
         self.original_module = module_to_save
         self.modules_to_save = nn.ModuleDict()
         self._active_adapter: Optional[str] = None
         self._disable_adapters = False
-        self.update(adapter_name)
+        self.update(adapter_name, tied_module)
 
-    def update(self, adapter_name: str):
-        "Add a trainable copy for `adapter_name` and make it active."
-        self.modules_to_save[adapter_name] = copy.deepcopy(self.original_module)
+    def update(self, adapter_name: str, tied_module: Optional[nn.Module] = None):
+        "Add a trainable copy for `adapter_name` and make it active; a copy tied to `tied_module` uses its very weight."
+        memo = {} if tied_module is None else {id(self.original_module.weight): tied_module.weight}
+        self.modules_to_save[adapter_name] = copy.deepcopy(self.original_module, memo)
         self.original_module.requires_grad_(False)
         self.set_adapter(adapter_name)
 
@@ -1209,6 +1211,7 @@ def safe_inject_adapter(self: BaseTuner, model: nn.Module, adapter_name: str, co
 def inject_adapter(self: BaseTuner, model: nn.Module, adapter_name: str, config):
     "Add adapter `adapter_name`: the bookkeeping every method shares around the method's `_add_adapter_modules`."
     config = copy.deepcopy(config)
+    self._check_tied_modules(model, config)   # may move tied modules out of modules_to_save / target_modules
     prepare_layer_libraries(model, trainable=not config.inference_mode)
     config = self._prepare_config(config, model)
     full = self.peft_config          # a method checks the new config against the OTHER adapters (a re-injection
@@ -1229,9 +1232,11 @@ def _add_adapter_modules(self: BaseTuner, model: nn.Module, adapter_name: str, c
     "Create or update the adapter in every target of `config` (a prompt method builds its encoder instead)."
     inside = _paths_inside_adapter_layers(model)
     save = set(config.modules_to_save or [])
-    matched, in_save, off_layers = [], [], []
+    matched, in_save, off_layers, to_tie = [], [], [], []
+    tie = getattr(config, "target_modules_to_tie", None) or set()
     for key, _ in list(model.named_modules()):
         if not key or key in inside: continue
+        if any(key == t or key.endswith("." + t) for t in tie): to_tie.append(key); continue   # after the source
         if not check_target_module_exists(config, key):
             if config.layers_to_transform is not None and _matches_ignoring_layers(config, key): off_layers.append(key)
             continue
@@ -1240,6 +1245,7 @@ def _add_adapter_modules(self: BaseTuner, model: nn.Module, adapter_name: str, c
         check_not_offloaded(model, key, target)
         self._create_and_replace(config, adapter_name, target, target_name, parent, current_key=key)
         matched.append(key)
+    for key in to_tie: self._tie_target(model, adapter_name, config, key); matched.append(key)
     if not matched: raise ValueError(_no_target_message(model, config, in_save, off_layers))
     self.targeted_module_names = sorted(set(getattr(self, "targeted_module_names", [])) | set(matched))
 
@@ -1252,6 +1258,102 @@ def _set_modules_to_save(self: BaseTuner, model, config, adapter_name):
             parent, target, tname = get_submodules(model, key)
             if isinstance(target, ModulesToSaveWrapper): target.update(adapter_name)
             else: setattr(parent, tname, ModulesToSaveWrapper(target, adapter_name))
+    src = model.get_input_embeddings() if getattr(config, "modules_to_tie", None) else None
+    if isinstance(src, ModulesToSaveWrapper) and adapter_name in src.modules_to_save:   # weight tying: copies that
+        src = src.modules_to_save[adapter_name]                                        # share the embedding copy's weight
+        for key in sorted(config.modules_to_tie):
+            parent, target, tname = get_submodules(model, key)
+            if isinstance(target, ModulesToSaveWrapper): target.update(adapter_name, tied_module=src)
+            elif not isinstance(target, AdapterLayer): setattr(parent, tname, ModulesToSaveWrapper(target, adapter_name, src))
+
+# %% ../nbs/00_core.ipynb #aaf5045a
+EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")   # PEFT's names of embedding-like layers (peft.utils.constants)
+
+def input_embedding_name(model: nn.Module) -> Optional[str]:
+    "Path of `model.get_input_embeddings()` inside `model` (None if the model does not say)."
+    try: emb = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError): return None
+    return next((k for k, m in model.named_modules() if m is emb), None)
+
+def _unwrapped(name: str) -> str: return re.sub(r"(^|\.)(base_layer|original_module|modules_to_save\.[^.]+)\.", r"\1", name)
+
+def tied_module_names(model: nn.Module) -> list[str]:
+    "Paths of the modules whose weight the model ties to its input embedding (PEFT's rule; [] if untied)."
+    if getattr(getattr(model, "config", None), "tie_word_embeddings", None) is False: return []
+    keys = getattr(model, "_tied_weights_keys", None)
+    if isinstance(keys, dict):   # transformers 5: {tied name: source name}, also on submodules (relative names)
+        emb = input_embedding_name(model)
+        if emb is None:   # PEFT's wording first
+            raise ValueError("The supplied model implements `_tied_weights_keys` as a dict but doesn't implement "
+                             "'get_input_embeddings' so we can't determine which weights are tied to embeddings. "
+                             "Give the model a get_input_embeddings() that returns its input embedding module.")
+        tied = {}
+        for n, m in model.named_modules():
+            mk = getattr(m, "_tied_weights_keys", None)
+            if isinstance(mk, dict): tied.update({(f"{n}.{k}" if n else k): (f"{n}.{v}" if n else v) for k, v in mk.items()})
+        src = {_unwrapped(f"{emb}.{p}") for p, _ in model.get_submodule(emb).named_parameters()}
+        names = [k for k, v in tied.items() if _unwrapped(v) in src]
+    else: names = list(keys or [])
+    return sorted({n.rpartition(".")[0] for n in names})
+
+# %% ../nbs/00_core.ipynb #e60d9ff0
+_TIE_RISK = ("This can lead to complications, for example when merging the adapter or converting your model to formats "
+             "other than safetensors. Check the discussion here: https://github.com/huggingface/peft/issues/2777")
+
+def _names_an_embedding(names) -> bool:
+    if isinstance(names, str): return any(re.fullmatch(names, m) for m in EMBEDDING_LAYER_NAMES)
+    return any(m.split(".")[-1] in EMBEDDING_LAYER_NAMES for m in names or [])
+
+@patch
+def _check_tied_modules(self: BaseTuner, model: nn.Module, config):
+    "PEFT's rule for tied embeddings: tie what `ensure_weight_tying` asks for, else warn that a tied layer trains untied."
+    to_save, in_target = _names_an_embedding(getattr(config, "modules_to_save", None)), _names_an_embedding(getattr(config, "target_modules", None))
+    tied = tied_module_names(model)
+    if getattr(config, "ensure_weight_tying", False):
+        if not tied:
+            warnings.warn("You have requested `ensure_weight_tying`, but no tied modules were found in the model. (Its "
+                          "`_tied_weights_keys` name no module tied to the input embedding, or its config says "
+                          "tie_word_embeddings=False), so the adapter is added untied.")
+        elif to_save: self._add_modules_to_save_to_tie(config, tied)
+        elif in_target: self._add_targets_to_tie(config, tied)
+        else:
+            warnings.warn("You have requested `ensure_weight_tying`, but no tied modules are added in either "
+                          f"`modules_to_save` or `target_modules`. Nothing is tied: none of {tied} or the input "
+                          f"embedding is adapted; ensure_weight_tying=True has no effect here.")
+    elif (to_save or in_target) and tied:
+        why = ("but `ensure_weight_tying` is not set to True. " if hasattr(config, "ensure_weight_tying")
+               else "but no implementation exists to tie the adapters. ")
+        warnings.warn("Model has `tie_word_embeddings=True` and a tied layer is part of the adapter, " + why + _TIE_RISK +
+                      f" (The tied modules {tied} get their own copies or adapters, untied from the input embedding.)")
+
+@patch
+def _add_modules_to_save_to_tie(self: BaseTuner, config, tied: list):
+    "Save the input embedding in full; the modules tied to it leave `modules_to_save` for `config.modules_to_tie`."
+    save, emb = list(config.modules_to_save or []), input_embedding_name(self.model)
+    if emb not in save: save.append(emb)
+    for key in tied:
+        m = next((m for m in save if re.match(rf"(^|.*\.){m}($|\..*)", key)), None)
+        if m is not None: save.remove(m)
+    config.modules_to_save, config.modules_to_tie = save, set(tied)
+
+@patch
+def _add_targets_to_tie(self: BaseTuner, config, tied: list):
+    "A tuner that can share its adapters between tied layers overrides this; the base tuner cannot, and says so."
+    warnings.warn("Model has `tie_word_embeddings=True` and a tied layer is part of the adapter, but no implementation "
+                  f"exists to tie the adapters. {_TIE_RISK} ({self.method_name} gives {tied} their own adapters, "
+                  f"untied from the input embedding; LoRA's tying is in peftlab.weight_tying: import it.)")
+
+@patch
+def _tie_target(self: BaseTuner, model: nn.Module, adapter_name: str, config, key: str):
+    "Add the adapter to `key`, a module tied to the input embedding, then share the embedding adapter's tensors."
+    parent, target, name = get_submodules(model, key)
+    self._create_and_replace(config, adapter_name, target, name, parent, current_key=key)
+    self.tie_layer(model.get_submodule(key), model.get_input_embeddings(), adapter_name, config)
+
+@patch
+def tie_layer(self: BaseTuner, layer: nn.Module, source: nn.Module, adapter_name: str, config):
+    raise NotImplementedError(f"{self.method_name} cannot share adapters between tied layers; leave "
+                              f"target_modules_to_tie empty.")
 
 # %% ../nbs/00_core.ipynb #d933db3b
 @patch
