@@ -52,19 +52,23 @@ class AdaLoraConfig(LoraConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.r != 8: warnings.warn("AdaLoRA ignores `r`; the initial rank is `init_r`.")
+        if self.r != 8:   # PEFT's words first, then what to set instead
+            warnings.warn(f"Note that `r` is not used in AdaLora and will be ignored. AdaLoRA starts every matrix at "
+                          f"rank `init_r` (here {self.init_r}), so r={self.r} has no effect; set init_r instead.")
         if self.init_lora_weights not in (True, False, "gaussian"):
             raise ValueError(f"AdaLoraConfig.init_lora_weights={self.init_lora_weights!r}: AdaLoRA starts from its own "
                              f"P, Λ = 0, Q; PiSSA / OLoRA / LoftQ are for LoRA adapters; use True (or 'gaussian') here.")
         if self.total_step is None:
-            raise ValueError("AdaLoraConfig.total_step is None: AdaLoRA needs total_step > 0 (the number of training "
-                             "steps, which sets the pruning schedule), e.g. total_step=1000.")
+            raise ValueError("AdaLoRA does not work when `total_step` is None, supply a value > 0. "   # PEFT's words
+                             "AdaLoraConfig.total_step is the number of training steps, which sets the pruning "
+                             "schedule; give it, e.g. total_step=1000.")
         if self.target_r > self.init_r:
             raise ValueError(f"AdaLoraConfig.target_r must be in 1..init_r: ranks are only ever pruned, so the target "
                              f"(target_r={self.target_r}) cannot exceed the start (init_r={self.init_r}).")
         if self.tinit >= self.total_step - self.tfinal:
-            raise ValueError(f"AdaLoraConfig.tinit ({self.tinit}) must be < total_step - tfinal ({self.total_step} - "
-                             f"{self.tfinal}) so that there is a budgeting phase; lower tinit/tfinal or raise total_step.")
+            raise ValueError(f"The supplied schedule values don't allow for a budgeting phase. AdaLoraConfig.tinit "
+                             f"({self.tinit}) must be < total_step - tfinal ({self.total_step} - {self.tfinal}) so that "
+                             f"ranks are pruned in between; lower tinit/tfinal or raise total_step.")
 
 # %% ../nbs/03_adalora.ipynb #e4893f54
 class AdaLoraLayer(AdapterLayer):
@@ -264,7 +268,8 @@ class AdaLoraModel(BaseTuner):
 
     def _check_new_adapter_config(self, config):
         if sum(not c.inference_mode for c in self.peft_config.values()) + (not config.inference_mode) > 1:
-            raise ValueError("AdaLoRA trains one adapter at a time; add further adapters with inference_mode=True.")
+            raise ValueError("AdaLoraModel supports only 1 trainable adapter. AdaLoRA trains one adapter at a time "   # PEFT's words first
+                             "(its rank allocator follows one adapter's scores): add further adapters with inference_mode=True.")
         if config.bias != "none" and any(c.bias != "none" for c in self.peft_config.values()):
             raise ValueError("Only one adapter per model may use bias != 'none'.")
 

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import _conv1d_cls
+from .core import _conv1d_cls, _checked_merge
 from .core import patch
 from .lora import Linear, Embedding, ConvNd, Conv1d, Conv2d, Conv3d, register_lora_dispatcher
 
@@ -34,6 +34,7 @@ class DoraMixin:
                              **init_options)
         self._set_magnitude(adapter_name, use_dora)
 
+    @_checked_merge   # a mixin is no AdapterLayer subclass: its merge gets PEFT's already-merged check explicitly
     def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None):
         "Merge the selected (default: active) adapters; DoRA ones give `W' = (m/n)·(W + ΔW)`."
         base = self._mergeable_base()
@@ -48,7 +49,8 @@ class DoraMixin:
                 g = self._gain(a, n)
                 new = (g * (W.to(g.dtype) + self.delta_weight(a).to(g.dtype))).to(W.dtype)
             if safe_merge and not torch.isfinite(new).all():
-                raise ValueError(f"Merging DoRA adapter {a!r} gives NaN/inf weights; the adapter is broken, not merged.")
+                raise ValueError(f"NaNs detected in the merged weights. The adapter {a} seems to be broken: merging "
+                                 f"DoRA adapter {a!r} gives NaN/inf weights, so it was not merged.")   # PEFT's words first
             W.data = new
             self._dora_norm[a] = n                 # unmerge needs the norm of the unmerged weight
             self.merged_adapters.append(a)

@@ -152,9 +152,8 @@ class PromptEncoder(nn.Module):
             self.mlp_head = nn.Sequential(nn.Linear(2 * h, 2 * h), nn.ReLU(), nn.Linear(2 * h, d))
         else:
             if config.encoder_num_layers != 2:
-                warnings.warn("for MLP, the argument `encoder_num_layers` is ignored. Exactly 2 MLP layers are used. "   # PEFT's words
-                              "(peftlab: the MLP is Linear-ReLU-Linear-ReLU-Linear, 3 linear layers, as in PEFT; set "
-                              "encoder_reparameterization_type='LSTM' for encoder_num_layers to count.)")
+                # PEFT's text, exactly (compared whole): the MLP below is fixed, only the LSTM uses encoder_num_layers
+                warnings.warn("for MLP, the argument `encoder_num_layers` is ignored. Exactly 2 MLP layers are used.")
             self.mlp_head = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, d))
     def forward(self, indices):
         e = self.embedding(indices)

@@ -63,6 +63,7 @@ class VeraProjections(nn.Module):
     def get(self, name: str) -> tuple[torch.Tensor, torch.Tensor]: return getattr(self, f"A__{name}"), getattr(self, f"B__{name}")
     def remove(self, name: str):
         for p in "AB": self._buffers.pop(f"{p}__{name}", None)
+    def names(self) -> list[str]: return list(dict.fromkeys(k.split("__", 1)[1] for k in self._buffers))
 
 # %% ../nbs/07_vera.ipynb #48f6c750
 class VeraLayer(AdapterLayer):
@@ -83,10 +84,7 @@ class VeraLayer(AdapterLayer):
     def update_layer(self, adapter_name: str, r: int, vera_dropout: float = 0.0, d_initial: float = 0.1,
                      init_weights: bool = True):
         "Create (or re-create) the vectors of `adapter_name`."
-        A, B = self.projections.get(adapter_name)
-        if A.shape[0] < r or A.shape[1] < self.in_features or B.shape[0] < self.out_features:
-            raise ValueError(f"The shared VeRA projections of {adapter_name!r} are A {tuple(A.shape)}, B {tuple(B.shape)} "
-                             f"but this layer needs at least A ({r}, {self.in_features}), B ({self.out_features}, {r}).")
+        self._check_projections(adapter_name, r)
         self.r[adapter_name] = r
         self.vera_dropout[adapter_name] = nn.Dropout(vera_dropout) if vera_dropout > 0 else nn.Identity()
         dev = self.get_base_layer().weight.device
@@ -97,11 +95,28 @@ class VeraLayer(AdapterLayer):
 
     def __repr__(self): return "vera." + super().__repr__()
 
+# %% ../nbs/07_vera.ipynb #69e1b01e
+@patch
+def _check_projections(self: VeraLayer, adapter_name: str, r: int):
+    "Refuse a pair smaller than this layer needs for `adapter_name` at rank `r` (PEFT's checks, order and words first)."
+    A, B = self.projections.get(adapter_name)
+    shapes = "was added after the first one with incompatible shapes"
+    rank = "with a lower rank was added after the first one; loading the adapters in reverse order may solve this"
+    for name, have, need, why in (("vera_A", A.shape[1], self.in_features, shapes), ("vera_B", B.shape[0], self.out_features, shapes),
+                                  ("vera_A", A.shape[0], r, rank), ("vera_B", B.shape[1], r, rank)):
+        if have < need:
+            raise ValueError(f"{name} has a size of {have} but {need} or greater is required; this probably happened "
+                             f"because an additional VeRA adapter {why}. The VeRA adapters of a model share the first "
+                             f"adapter's projections, here A {tuple(A.shape)} and B {tuple(B.shape)}, but adapter "
+                             f"{adapter_name!r} needs at least A ({r}, {self.in_features}) and B ({self.out_features}, {r}) "
+                             f"in this layer: add the adapter with the largest r and the widest target layers first.")
+
 # %% ../nbs/07_vera.ipynb #9cfe332b
 @patch
 def _sliced(self: VeraLayer, adapter: str):
-    A, B = self.projections.get(adapter)
-    return A[:, :self.in_features], B[:self.out_features, :]
+    "The top-left slices `A[:r, :in]`, `B[:out, :r]` (a later adapter may have a smaller `r` than the shared pair)."
+    A, B = self.projections.get(adapter); r = self.r[adapter]
+    return A[:r, :self.in_features], B[:self.out_features, :r]
 
 @patch
 def delta_weight(self: VeraLayer, adapter: str) -> torch.Tensor:
@@ -139,16 +154,27 @@ class VeraModel(BaseTuner):
         return max(d[0] for d in dims), max(d[1] for d in dims)
 
     def _add_adapter_modules(self, model, adapter_name, config):
-        "The adapter's shared projections, sized for its largest target, before its layers that use them."
+        "The first adapter's pair, sized for its largest target; a later adapter shares it, as in PEFT."
         if "vera_projections" not in self._modules: self.vera_projections = VeraProjections()
-        n_in, n_out = self._target_dims(config, model)
-        if n_in: self.vera_projections.set(adapter_name, *vera_projections(config.r, n_in, n_out, config.projection_prng_key))
+        others = [n for n in self.vera_projections.names() if n != adapter_name]
+        if others: self.vera_projections.set(adapter_name, *self.vera_projections.get(others[0]))   # the same tensors
+        else:
+            n_in, n_out = self._target_dims(config, model)
+            if n_in: self.vera_projections.set(adapter_name, *vera_projections(config.r, n_in, n_out, config.projection_prng_key))
         super()._add_adapter_modules(model, adapter_name, config)
 
     def _check_new_adapter_config(self, config):
-        if len({c.save_projection for c in self.peft_config.values()} | {config.save_projection}) > 1:
-            raise ValueError("VeRA adapters of one model must all save their projections or none: set save_projection "
-                             "to the value the existing adapters use.")
+        "One key and one `save_projection` for all adapters, as in PEFT (they share one pair); PEFT's words first."
+        for c in self.peft_config.values():
+            if c is not config and c.projection_prng_key != config.projection_prng_key:
+                raise ValueError(f"Vera PRNG initialisation key must be the same for all adapters. Got "
+                                 f"config.projection_prng_key={config.projection_prng_key} but previous config had "
+                                 f"{c.projection_prng_key}. The adapters share the first adapter's projections; set "
+                                 f"projection_prng_key={c.projection_prng_key}.")
+        saves = sorted({c.save_projection for c in self.peft_config.values()} | {config.save_projection})
+        if len(saves) > 1:
+            raise ValueError(f"VeRA projection weights must be saved for all adapters or none, but got multiple different "
+                             f"values: {saves}. Set save_projection to the value the existing adapters use.")
 
 # %% ../nbs/07_vera.ipynb #6acd9ecf
 @patch
