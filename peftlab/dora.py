@@ -127,10 +127,11 @@ class DoraLinear(DoraMixin, Linear):
         return (B.to(dt) @ A.to(dt)) * self.scaling[a]
 
     def _dora_delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        "`(g-1)·(result - b) + g·s·BAx` (PEFT's form); with dropout in training `W·dropout(x)` replaces `result - b`."
+        "`(g-1)·(result - b) + g·s·BA·dropout(x)`; with dropout and other active adapters `W·dropout(x)` replaces `result - b`."
         A, B, s, drop = self.lora_A[a], self.lora_B[a], self.scaling[a], self.lora_dropout[a]
         dropped = self.training and not isinstance(drop, nn.Identity)
         if dropped: x = drop(x)
+        dropped = dropped and len(self._active_adapters) > 1   # alone: `result` is the base output, reuse it
         x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
         W = self._weight_oi().to(x.dtype)
         g = self.lora_magnitude_vector[a] / self._weight_norm(a, W)
@@ -184,10 +185,11 @@ class DoraConvNd(DoraMixin, ConvNd):
         return (B.to(dt).flatten(1) @ A.to(dt).flatten(1)) * self.scaling[a]
 
     def _dora_delta(self, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        "The Linear term, with the base's convolution for `W·dropout(x)`."
+        "The Linear term, with the base's convolution for `W·dropout(x)` where other adapters are active."
         A, B, s, drop, base = self.lora_A[a], self.lora_B[a], self.scaling[a], self.lora_dropout[a], self.get_base_layer()
         dropped = self.training and not isinstance(drop, nn.Identity)
         if dropped: x = drop(x)
+        dropped = dropped and len(self._active_adapters) > 1   # alone: `result` is the base output, reuse it
         x = x if x.dtype == A.weight.dtype else x.to(A.weight.dtype)
         view = (1, -1) + (1,) * (x.dim() - 2)
         g = (self.lora_magnitude_vector[a].reshape(-1) / self._weight_norm(a, self._weight_oi())).view(view)
