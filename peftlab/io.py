@@ -18,9 +18,10 @@ __all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'EMBEDDING
            'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
            'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
            'AutoPeftModelForFeatureExtraction', 'state_dict_path', 'adapter_key_map', 'get_peft_model_state_dict',
-           'AdapterLoadResult', 'set_peft_model_state_dict', 'get_base_model_state_dict', 'set_base_model_state_dict',
-           'folder_lock', 'write_adapter_files', 'committed_file', 'settle_folder', 'reading_folder',
-           'config_fingerprint', 'adapter_folder', 'ConfigKeysError', 'load_peft_weights', 'AutoPeftModel']
+           'AdapterLoadResult', 'SizeMismatchError', 'set_peft_model_state_dict', 'get_base_model_state_dict',
+           'set_base_model_state_dict', 'folder_lock', 'write_adapter_files', 'committed_file', 'settle_folder',
+           'reading_folder', 'config_fingerprint', 'adapter_folder', 'ConfigKeysError', 'load_peft_weights',
+           'AutoPeftModel']
 
 # %% ../nbs/11_io.ipynb #290e3867
 CONFIG_NAME = "adapter_config.json"
@@ -55,6 +56,30 @@ def adapter_key_map(model: nn.Module, adapter_name: str = "default") -> dict[str
     return out
 
 # %% ../nbs/11_io.ipynb #219a2c33
+def _embedding_targeted(config, model: nn.Module) -> bool:
+    "Whether `target_modules` names an embedding layer (PEFT's rule: a list holding `embed_tokens` / `lm_head`, or a regex matching one)."
+    tm = getattr(config, "target_modules", None)
+    if isinstance(tm, str) and tm != "all-linear":
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        emb = re.compile(rf"(.*\.)?({'|'.join(EMBEDDING_LAYER_NAMES)})$")
+        return any(re.fullmatch(tm, n) for n, _ in base.named_modules() if emb.match(n))
+    return bool(tm) and not isinstance(tm, str) and any(e in tm for e in EMBEDDING_LAYER_NAMES)
+
+def _embedding_keys(model: nn.Module, config, sd_keys: list) -> list[str]:
+    "Keys of the input / output embedding matrices `save_embedding_layers=True` saves ([] without `get_input_embeddings`)."
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not callable(getattr(base, "get_input_embeddings", None)): return []
+    out_emb = getattr(base, "get_output_embeddings", None)
+    targeted, paths = _embedding_targeted(config, model), {id(m): state_dict_path(p) for p, m in model.named_modules()}
+    keys = []
+    for layer in (base.get_input_embeddings(), out_emb() if callable(out_emb) else None):
+        if isinstance(layer, AdapterLayer):       # its base matrix, if the base is a plain Linear / Embedding (PEFT's test)
+            layer = layer.base_layer if isinstance(layer.base_layer, (nn.Linear, nn.Embedding)) else None
+        elif targeted or isinstance(layer, ModulesToSaveWrapper): layer = None   # no adapter here / its copy is saved
+        path = paths.get(id(layer)) if layer is not None else None
+        if path: keys += [k for k in sd_keys if k.startswith(path + ".") and k not in keys]
+    return keys
+
 def _extra_keys(model: nn.Module, config, save_embedding_layers="auto") -> list[str]:
     keys = []
     bias = getattr(config, "bias", "none")
@@ -67,15 +92,15 @@ def _extra_keys(model: nn.Module, config, save_embedding_layers="auto") -> list[
         for path, m in model.named_modules():
             if isinstance(m, AdapterLayer) and getattr(m.get_base_layer(), "bias", None) is not None:
                 keys.append(f"{state_dict_path(path)}.base_layer.bias")
-    tm = getattr(config, "target_modules", None) or []
-    tm = [tm] if isinstance(tm, str) else list(tm)
-    if save_embedding_layers == "auto":
-        save_embedding_layers = any(t.split(".")[-1] in EMBEDDING_LAYER_NAMES for t in tm)
-    if save_embedding_layers:
-        for path, m in model.named_modules():
-            if path.split(".")[-1] in EMBEDDING_LAYER_NAMES and isinstance(m, AdapterLayer):
-                keys.append(f"{state_dict_path(path)}.base_layer.weight")
+    if save_embedding_layers == "auto": save_embedding_layers = _saves_targeted_embeddings(config, model)
+    if save_embedding_layers: keys += [k for k in _embedding_keys(model, config, sd_keys) if k not in keys]
     return keys
+
+def _saves_targeted_embeddings(config, model) -> bool:
+    "What `save_embedding_layers=\"auto\"` means: an embedding is a target (and no trainable tokens stand in for it)."
+    tokens = getattr(config, "peft_type", None) == PeftType.TRAINABLE_TOKENS or \
+             getattr(config, "trainable_token_indices", None) is not None
+    return _embedding_targeted(config, model) and not tokens
 
 # %% ../nbs/11_io.ipynb #72ab5860
 def get_peft_model_state_dict(model: nn.Module, state_dict: Optional[dict] = None, adapter_name: str = "default",
@@ -84,6 +109,11 @@ def get_peft_model_state_dict(model: nn.Module, state_dict: Optional[dict] = Non
     sd = model.state_dict() if state_dict is None else state_dict
     config = model.peft_config[adapter_name]
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if save_embedding_layers == "auto" and _saves_targeted_embeddings(config, model):
+        warnings.warn("Setting `save_embedding_layers` to `True` as embedding layers found in `target_modules`. The full "
+                      "embedding matrices go into the adapter file, which can make it large; pass "
+                      "save_embedding_layers=False to save only the adapter's tensors.")
+        save_embedding_layers = True
     if save_embedding_layers is True and not callable(getattr(base, "get_input_embeddings", None)):
         warnings.warn("Could not identify embedding layer(s) because the model is not a 🤗 transformers model. (PEFT's "
                       "words; as in PEFT no embedding matrix is saved: save_embedding_layers=True needs a model with "
@@ -101,7 +131,12 @@ class AdapterLoadResult(typing.NamedTuple):
     unexpected_keys: list   # file keys that match nothing in the model (ignored)
 
 # %% ../nbs/11_io.ipynb #465588a9
-def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: str = "default") -> AdapterLoadResult:
+class SizeMismatchError(RuntimeError, ValueError):
+    "Checkpoint and model shapes differ: a `RuntimeError` as torch's `load_state_dict` (so PEFT) raises it, and a `ValueError` like peftlab's other checkpoint errors."
+
+def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: str = "default",
+                              ignore_mismatched_sizes: bool = False, # skip tensors whose shape differs (they keep their init)
+                              ) -> AdapterLoadResult:
     "Load PEFT-format tensors into adapter `adapter_name`; returns `(missing_keys, unexpected_keys)`."
     tuner = getattr(model, "base_model", None)
     if isinstance(tuner, BaseTuner):
@@ -134,12 +169,20 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
         raise ValueError(f"None of the {len(kmap)} adapter tensors of {adapter_name!r} were found in the checkpoint "
                          f"(it has keys such as {sorted(peft_state)[:3]}; expected keys such as {sorted(kmap)[:3]}). "
                          f"Is this an adapter for this model and method?")
-    for k, v in load.items():
-        if model_sd[k].shape != v.shape:
-            raise ValueError(f"Checkpoint tensor for {k!r} has shape {tuple(v.shape)}, but the model expects "
-                             f"{tuple(model_sd[k].shape)}; the adapter config (r, rank_pattern, targets) does not "
-                             f"match the weights.")
+    mismatched = [(k, v.shape, model_sd[k].shape) for k, v in load.items() if model_sd[k].shape != v.shape]
+    if mismatched and not ignore_mismatched_sizes:   # torch's (so PEFT's) wording first
+        k, got, want = mismatched[0]
+        raise SizeMismatchError(f"Error(s) in loading state_dict for {type(model).__name__}: size mismatch for {k}: copying "
+                                f"a param with shape {got} from checkpoint, the shape in current model is {want}. The adapter "
+                                f"config (r, rank_pattern, targets) does not match the weights, or the base model changed "
+                                f"(e.g. a resized vocabulary); nothing was loaded. Pass ignore_mismatched_sizes=True to load "
+                                f"the rest and leave these {len(mismatched)} tensor(s) at their init.")
+    for k, *_ in mismatched: del load[k]
     model.load_state_dict(load, strict=False)
+    if mismatched:
+        lines = "\n".join(f"- {k}: found shape {got} in the checkpoint and {want} in the model instantiated" for k, got, want in mismatched)
+        warnings.warn(f"Some weights of {type(model).__name__} were not initialized from the model checkpoint and are being "
+                      f"ignored because you passed `ignore_mismatched_sizes=True`: {lines}. They keep their initial values.")
     if missing: warnings.warn(f"Adapter tensors missing from the checkpoint (left at their init): {missing[:10]}")
     if foreign_bias:
         warnings.warn(f"The checkpoint holds {len(foreign_bias)} base-model bias(es) that adapter {adapter_name!r} does not "
@@ -147,7 +190,7 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
                       f"saved with bias='all' or the method's own bias mode and are loaded into the base model, as PEFT "
                       f"does. Unloading the adapter keeps them.")
     if unexpected: warnings.warn(f"Checkpoint tensors that match nothing in the model (ignored): {unexpected[:10]}")
-    return AdapterLoadResult([kmap[k] for k in missing], unexpected)
+    return AdapterLoadResult([kmap[k] for k in missing] + [k for k, *_ in mismatched if k in owned], unexpected)
 
 # %% ../nbs/11_io.ipynb #4b51a43a
 def _base_key(root: nn.Module, key: str) -> Optional[str]:
@@ -593,6 +636,7 @@ def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable
                  **kwargs):
     "Load the adapter saved at `model_id` into this model under the name `adapter_name`."
     files = kwargs.pop("_adapter_files", None)
+    ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
     d, weights, cpath, wpath = files or _read_adapter(model_id, subfolder, torch_device, **kwargs)
     created = adapter_name not in self.peft_config
     if created:
@@ -600,10 +644,12 @@ def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable
         config.inference_mode = not is_trainable
         with loading_adapter(base_prepared=residual_base):
             self.add_adapter(adapter_name, config, autocast_adapter_dtype=autocast_adapter_dtype)
-    try: result = set_peft_model_state_dict(self, weights, adapter_name)
+        if is_trainable and not config.is_prompt_learning: self.set_requires_grad(adapter_name)   # trains, not active
+    try: result = set_peft_model_state_dict(self, weights, adapter_name, ignore_mismatched_sizes=ignore_mismatched_sizes)
     except ValueError as e:
         if created and len(self.peft_config) > 1:      # a failed load leaves the model as it was
             with contextlib.suppress(Exception): self.delete_adapter(adapter_name)
+        if isinstance(e, SizeMismatchError): raise SizeMismatchError(f"{e} (weights file: {wpath})") from None
         raise ValueError(f"{wpath}: {e}") from None
     if not is_trainable:
         self.base_model._freeze_adapter(adapter_name)

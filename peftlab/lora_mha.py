@@ -4,7 +4,7 @@
 
 # %% ../nbs/02g_lora_mha.ipynb #82e9940f
 from __future__ import annotations
-import warnings
+import contextlib, warnings
 from typing import Optional
 import torch
 import torch.nn as nn
@@ -114,6 +114,18 @@ def _adapted_weights(self: MultiheadAttention, adapters: list) -> dict:
     return {"in_proj_weight": W_in + sum(d_in).to(W_in.dtype) if d_in else W_in,
             "out_proj.base_layer.weight": W_out + sum(d_out).to(W_out.dtype) if d_out else W_out}
 
+@contextlib.contextmanager
+def _views_replaced(root: nn.Module, weights: dict):
+    "Inside: `weights` also where a plain instance attribute shadows the registered parameter (FSDP's unsharded views)."
+    swapped = []
+    for path, t in weights.items():
+        mod, _, name = path.rpartition(".")
+        owner = root.get_submodule(mod) if mod else root
+        if name in owner.__dict__: swapped.append((owner, name, owner.__dict__[name])); owner.__dict__[name] = t
+    try: yield
+    finally:
+        for owner, name, old in reversed(swapped): owner.__dict__[name] = old
+
 @patch
 def forward(self: MultiheadAttention, query: torch.Tensor, *args, **kwargs):
     "`nn.MultiheadAttention`'s forward (same arguments, same `(output, weights)`) with the active adapters' updates."
@@ -125,7 +137,8 @@ def forward(self: MultiheadAttention, query: torch.Tensor, *args, **kwargs):
         raise ValueError("The out_proj layer of MultiheadAttention has merged adapters but the MultiheadAttention itself "
                          "has not; merge and unmerge the MultiheadAttention layer (it merges out_proj too).")
     weights = self._adapted_weights(self._active_adapters)
-    return torch.func.functional_call(self.base_layer, weights, (query, *args), kwargs)
+    with _views_replaced(self.base_layer, weights):
+        return torch.func.functional_call(self.base_layer, weights, (query, *args), kwargs)
 
 # %% ../nbs/02g_lora_mha.ipynb #a6f2d55e
 @patch

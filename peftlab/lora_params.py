@@ -182,9 +182,10 @@ def _wrap_parameters(tuner, model, adapter_name: str, config):
     found = _inject_parameters(tuner, model, adapter_name, config)
     if not found and not config.target_modules:
         have = sorted({_strip_base_layer(n).rpartition(".")[2] for n, p in model.named_parameters() if p.dim() in (2, 3)})
-        raise ValueError(f"No `target_modules` passed but also no `target_parameters` found: "
-                         f"{config.target_parameters} match no parameter of the model. A target is a parameter path "
-                         f"or its end after a dot, e.g. 'experts.down_proj'; 2-D/3-D parameters here end in {have[:8]}.")
+        raise ValueError(f"No `target_modules` passed but also no `target_parameters` found. Please check the values "
+                         f"for these arguments. {config.target_parameters} match no parameter of the model. A target "
+                         f"is a parameter path or its end after a dot, e.g. 'experts.down_proj'; 2-D/3-D parameters "
+                         f"here end in {have[:8]}.")
     if not found:
         warnings.warn(f"target_parameters={config.target_parameters} were set but no parameter was matched.", RuntimeWarning)
     tuner.targeted_parameter_names = sorted(set(getattr(tuner, "targeted_parameter_names", [])) | set(found))

@@ -278,7 +278,10 @@ def add_adapter(self: PeftModel, adapter_name: str, peft_config: PeftConfig, low
                          f"all adapters of one PeftModel use the same method. For adapters of several methods in "
                          f"one model use get_peft_model(model, config, mixed=True) (a PeftMixedModel).")
     self._prepare_adapter_config(peft_config)
+    kept = [(p, p.requires_grad) for p in self.parameters()]   # the injection re-marks what trains; put it back
     self.base_model.safe_inject_adapter(self.base_model.model, adapter_name, peft_config)
+    if not peft_config.is_prompt_learning:
+        for p, g in kept: p.requires_grad_(g)
     if not autocast_adapter_dtype: self._cast_adapters_to_base_dtype(adapter_name)
 
 @patch
@@ -296,6 +299,25 @@ def set_adapter(self: PeftModel, adapter_name: Union[str, list[str]]):
 def delete_adapter(self: PeftModel, adapter_name: str):
     "Remove adapter `adapter_name` entirely."
     self.base_model.delete_adapter(adapter_name)
+
+# %% ../nbs/01_model.ipynb #79d62557
+@patch
+def set_requires_grad(self: PeftModel, adapter_names: Union[str, list[str]], requires_grad: bool = True):
+    "Enable (or with `requires_grad=False` disable) gradients of adapter(s) `adapter_names`, whether active or not."
+    if self.active_peft_config.is_prompt_learning:
+        raise TypeError(f"Setting `requires_grad` is not supported for prompt learning methods like "
+                        f"{self.active_peft_config.peft_type.value}. Their prompt encoder trains while its adapter "
+                        f"is active and not in inference mode: use set_adapter(name) to choose it.")
+    names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+    self.base_model._check_known(names)
+    for m in self.base_model.model.modules():
+        if isinstance(m, AdapterLayer):
+            for attr in m.adapter_layer_names:
+                for k, t in getattr(m, attr).items():
+                    if k in names: t.requires_grad_(requires_grad)
+        elif isinstance(m, ModulesToSaveWrapper):
+            for k, copy_ in m.modules_to_save.items():
+                if k in names: copy_.requires_grad_(requires_grad)
 
 # %% ../nbs/01_model.ipynb #3f09fbc2
 @patch
@@ -327,6 +349,16 @@ def disable_adapter(self):
     finally:
         if not wrappers or False in states: self.base_model.enable_adapter_layers()   # adapters that were off stay off
         for p, g in grads: p.requires_grad_(g)
+
+# %% ../nbs/01_model.ipynb #13eac85c
+@patch(as_prop=True)
+def has_active_enabled_adapter(self: PeftModel) -> bool:
+    "Whether some adapter is active and the adapters are not switched off (`disable_adapter`, `disable_adapter_layers`)."
+    if not self.active_adapters: return False
+    tuner = self.base_model
+    if any(c.is_prompt_learning for c in self.peft_config.values()): return not tuner.__dict__.get("_disabled", False)
+    wrappers = [m for m in tuner.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    return any(not m.disable_adapters for m in wrappers)
 
 # %% ../nbs/01_model.ipynb #a5af809c
 @patch
