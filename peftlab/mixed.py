@@ -9,7 +9,7 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 from .core import *
-from .model import PeftModel, count_parameters, _prepare_for_gradient_checkpointing
+from .model import PeftModel, TunerWrapper, count_parameters, _prepare_for_gradient_checkpointing
 from .io import adapter_key_map, _read_adapter, _config_from_dict
 from .lora import LoraModel                      # importing the methods a mixed model combines
 from .lycoris import LoHaModel, LoKrModel         # registers them
@@ -211,7 +211,7 @@ def config_to_save(self: MixedModel, d: dict, adapter_name: str) -> dict:
     return self._view(self.peft_config[adapter_name].peft_type).config_to_save(d, adapter_name)
 
 # %% ../nbs/01a_mixed.ipynb #a8eccbf4
-class PeftMixedModel(nn.Module):
+class PeftMixedModel(TunerWrapper):
     "A model with adapters of several methods (LoRA, LoHa, LoKr, AdaLoRA), any of them active together."
     def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default"):
         super().__init__()
@@ -219,23 +219,6 @@ class PeftMixedModel(nn.Module):
         check_adapter_name(adapter_name, PEFT_TYPE_TO_TUNER_MAPPING[peft_config.peft_type].prefix)
         self.base_model = MixedModel(model, {adapter_name: peft_config}, adapter_name)
         _prepare_for_gradient_checkpointing(model)
-
-    def __getattr__(self, name: str):
-        try: return super().__getattr__(name)
-        except AttributeError:
-            if name == "base_model": raise
-            return getattr(self.base_model, name)
-
-    @property
-    def peft_config(self) -> dict: return self.base_model.peft_config
-    @property
-    def active_adapter(self): return self.base_model.active_adapter
-    @property
-    def active_adapters(self) -> list[str]: return self.base_model.active_adapters
-
-    def get_base_model(self) -> nn.Module:
-        "The wrapped model (with the adapter layers in place)."
-        return self.base_model.model
 
 # %% ../nbs/01a_mixed.ipynb #d714bb9c
 @patch
@@ -251,10 +234,6 @@ def generate(self: PeftMixedModel, *args, **kwargs):
     with self.base_model._enable_peft_forward_hooks(*args, **kwargs):
         kwargs.pop("adapter_names", None)
         return self.base_model.generate(*args, **kwargs)
-
-for _f in ("get_nb_trainable_parameters", "print_trainable_parameters", "_adapter_tensors", "disable_adapter",
-           "merge_adapter", "unmerge_adapter", "merge_and_unload", "unload", "_cast_adapters_to_base_dtype"):
-    setattr(PeftMixedModel, _f, getattr(PeftModel, _f))
 
 # %% ../nbs/01a_mixed.ipynb #faea9445
 @patch

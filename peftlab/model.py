@@ -11,10 +11,10 @@ import torch.nn as nn
 from .core import *
 
 # %% auto #0
-__all__ = ['MODEL_TYPE_TO_PEFT_MODEL_MAPPING', 'count_parameters', 'PeftModel', 'PeftModelForCausalLM', 'PeftModelForSeq2SeqLM',
-           'PeftModelForFeatureExtraction', 'PeftModelForSequenceClassification', 'PeftModelForTokenClassification',
-           'PeftModelForQuestionAnswering', 'get_peft_model', 'inject_adapter_in_model', 'TunerLayerStatus',
-           'TunerModelStatus', 'get_layer_status', 'get_model_status']
+__all__ = ['MODEL_TYPE_TO_PEFT_MODEL_MAPPING', 'count_parameters', 'TunerWrapper', 'PeftModel', 'PeftModelForCausalLM',
+           'PeftModelForSeq2SeqLM', 'PeftModelForFeatureExtraction', 'PeftModelForSequenceClassification',
+           'PeftModelForTokenClassification', 'PeftModelForQuestionAnswering', 'get_peft_model',
+           'inject_adapter_in_model', 'TunerLayerStatus', 'TunerModelStatus', 'get_layer_status', 'get_model_status']
 
 # %% ../nbs/01_model.ipynb #a5797abd
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -26,7 +26,26 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 # %% ../nbs/01_model.ipynb #d2e73880
-class PeftModel(nn.Module):
+class TunerWrapper(nn.Module):
+    "A model around a tuner (`base_model`): attributes fall through to it, and its adapter bookkeeping is shown."
+    def __getattr__(self, name: str):
+        try: return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_model": raise
+            return getattr(self.base_model, name)
+
+    @property
+    def peft_config(self) -> dict: return self.base_model.peft_config
+    @property
+    def active_adapter(self): return self.base_model.active_adapter
+    @property
+    def active_adapters(self) -> list[str]: return self.base_model.active_adapters
+
+    def get_base_model(self) -> nn.Module:
+        "The wrapped transformers / torch model (with adapter layers in place)."
+        return self.base_model.model
+
+class PeftModel(TunerWrapper):
     "A model with PEFT adapters: the base model's forward plus the active adapters."
     def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default",
                  autocast_adapter_dtype: bool = True, low_cpu_mem_usage: bool = False):
@@ -40,25 +59,8 @@ class PeftModel(nn.Module):
         self._prepare_for_gradient_checkpointing(model)
         self._set_forward_signature(model)
 
-    def __getattr__(self, name: str):
-        try: return super().__getattr__(name)
-        except AttributeError:
-            if name == "base_model": raise
-            return getattr(self.base_model, name)
-
-    # --- what PEFT users call ---------------------------------------------------
-    @property
-    def peft_config(self) -> dict: return self.base_model.peft_config
-    @property
-    def active_adapter(self): return self.base_model.active_adapter
-    @property
-    def active_adapters(self) -> list[str]: return self.base_model.active_adapters
     @property
     def active_peft_config(self) -> PeftConfig: return self.peft_config[self.active_adapter]
-
-    def get_base_model(self) -> nn.Module:
-        "The wrapped transformers / torch model (with adapter layers in place)."
-        return self.base_model.model
 
 # %% ../nbs/01_model.ipynb #86df3c28
 @patch
@@ -74,7 +76,7 @@ def _set_forward_signature(self: PeftModel, model):
 
 # %% ../nbs/01_model.ipynb #0160fbb3
 @patch
-def _cast_adapters_to_base_dtype(self: PeftModel, adapter_name: Optional[str] = None):
+def _cast_adapters_to_base_dtype(self: TunerWrapper, adapter_name: Optional[str] = None):
     "Keep adapter tensors (all, or those of `adapter_name`) in the base weight's dtype (autocast_adapter_dtype=False)."
     for m in self.base_model.model.modules():
         if isinstance(m, AdapterLayer):
@@ -110,12 +112,12 @@ PeftModel._prepare_for_gradient_checkpointing = staticmethod(_prepare_for_gradie
 
 # %% ../nbs/01_model.ipynb #033f4b8f
 @patch
-def get_nb_trainable_parameters(self: PeftModel) -> tuple[int, int]:
+def get_nb_trainable_parameters(self: TunerWrapper) -> tuple[int, int]:
     "`(trainable, all)` parameters, counted as PEFT counts them."
     return count_parameters(self)
 
 @patch
-def print_trainable_parameters(self: PeftModel):
+def print_trainable_parameters(self: TunerWrapper):
     "Print trainable and total parameters in PEFT's format."
     t, a = self.get_nb_trainable_parameters()
     print(f"trainable params: {t:,d} || all params: {a:,d} || trainable%: {100 * t / a:.4f}")
@@ -321,7 +323,7 @@ def set_requires_grad(self: PeftModel, adapter_names: Union[str, list[str]], req
 
 # %% ../nbs/01_model.ipynb #3f09fbc2
 @patch
-def _adapter_tensors(self: PeftModel) -> list:
+def _adapter_tensors(self: TunerWrapper) -> list:
     "Every tensor an adapter owns: the per-adapter dicts of adapter layers and the copies of modules_to_save."
     out = []
     for m in self.base_model.model.modules():
@@ -332,7 +334,7 @@ def _adapter_tensors(self: PeftModel) -> list:
     return out
 
 # %% ../nbs/01_model.ipynb #4f37d9b7
-@patch_to(PeftModel)
+@patch_to(TunerWrapper)
 @contextlib.contextmanager
 def disable_adapter(self):
     "Context manager: inside it the model is the base model (adapters off and frozen); leaving restores what was."
@@ -362,22 +364,22 @@ def has_active_enabled_adapter(self: PeftModel) -> bool:
 
 # %% ../nbs/01_model.ipynb #a5af809c
 @patch
-def merge_adapter(self: PeftModel, adapter_names: Optional[list[str]] = None, safe_merge: bool = False):
+def merge_adapter(self: TunerWrapper, adapter_names: Optional[list[str]] = None, safe_merge: bool = False):
     "Merge adapters into the base weights, keeping them in place (undo with `unmerge_adapter`)."
     self.base_model.merge_adapter(adapter_names=adapter_names, safe_merge=safe_merge)
 
 @patch
-def unmerge_adapter(self: PeftModel):
+def unmerge_adapter(self: TunerWrapper):
     "Subtract merged adapters from the base weights again."
     self.base_model.unmerge_adapter()
 
 @patch
-def merge_and_unload(self: PeftModel, progressbar: bool = False, safe_merge: bool = False, adapter_names=None) -> nn.Module:
+def merge_and_unload(self: TunerWrapper, progressbar: bool = False, safe_merge: bool = False, adapter_names=None) -> nn.Module:
     "Merge the adapters and return the plain base model."
     return self.base_model.merge_and_unload(progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names)
 
 @patch
-def unload(self: PeftModel) -> nn.Module:
+def unload(self: TunerWrapper) -> nn.Module:
     "Drop the adapters without merging and return the original base model."
     return self.base_model.unload()
 
