@@ -564,7 +564,8 @@ class AdapterLayer(nn.Module):
     def __init__(self, base_layer: nn.Module):
         super().__init__()
         self.base_layer = base_layer
-        self._active_adapters: list[str] = []
+        self._active_adapters: list[str] = []            # the active adapters this layer holds (what forward uses)
+        self._requested_adapters: Optional[list[str]] = None   # what set_adapter was given; None: the above
         self.merged_adapters: list[str] = []
         self._disable_adapters = False
 
@@ -632,10 +633,15 @@ def _all_available_adapter_names(self: AdapterLayer) -> list[str]:
     return sorted(names)
 
 @patch(as_prop=True)
-def active_adapters(self: AdapterLayer) -> list[str]: return self._active_adapters
+def active_adapters(self: AdapterLayer) -> list[str]:
+    "The model's active adapters as this layer was told them (PEFT: names it does not hold are listed and skipped)."
+    r = getattr(self, "_requested_adapters", None)
+    return self._active_adapters if r is None else r
 
 @patch(as_prop=True)
-def active_adapter(self: AdapterLayer): return self._active_adapters[0] if len(self._active_adapters) == 1 else self._active_adapters
+def active_adapter(self: AdapterLayer):
+    a = self.active_adapters
+    return a[0] if len(a) == 1 else a
 
 @patch(as_prop=True)
 def disable_adapters(self: AdapterLayer) -> bool: return self._disable_adapters
@@ -652,6 +658,7 @@ def set_adapter(self: AdapterLayer, adapter_names: Union[str, list[str]]):
         for k, p in getattr(self, attr).items():
             p.requires_grad_(k in adapter_names)
     self._active_adapters = [a for a in adapter_names if a in self.adapter_names]
+    self._requested_adapters = list(adapter_names)
 
 @patch
 def enable_adapters(self: AdapterLayer, enabled: bool):
@@ -675,6 +682,9 @@ def delete_adapter(self: AdapterLayer, adapter_name: str):
     if adapter_name in self._active_adapters:
         rest = [a for a in self._active_adapters if a != adapter_name]
         self._active_adapters = rest or self.adapter_names[:1]
+    req = getattr(self, "_requested_adapters", None)
+    if req is not None and adapter_name in req:
+        self._requested_adapters = [a for a in req if a != adapter_name] or list(self._active_adapters)
 
 # %% ../nbs/00_core.ipynb #7ac2c5b5
 @patch
@@ -954,6 +964,8 @@ class ModulesToSaveWrapper(nn.Module):
     def adapter_names(self): return list(self.modules_to_save.keys())
     @property
     def active_adapter(self): return self._active_adapter
+    @property
+    def active_adapters(self) -> list[str]: return [] if self._active_adapter is None else [self._active_adapter]
     @property
     def disable_adapters(self): return self._disable_adapters
 
