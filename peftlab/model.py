@@ -80,7 +80,8 @@ def _cast_adapters_to_base_dtype(self: TunerWrapper, adapter_name: Optional[str]
     "Keep adapter tensors (all, or those of `adapter_name`) in the base weight's dtype (autocast_adapter_dtype=False)."
     for m in self.base_model.model.modules():
         if isinstance(m, AdapterLayer):
-            dt = m.get_base_layer().weight.dtype
+            w = getattr(m.get_base_layer(), "weight", None)
+            dt = m._weight_dtype() if w is None else w.dtype   # e.g. an attention module's in_proj_weight
             if not dt.is_floating_point: continue
             for attr in m.adapter_layer_names:
                 for a, t in getattr(m, attr).items():
