@@ -156,7 +156,7 @@ def delta_weight(self: SVDConv2d, adapter: str) -> torch.Tensor:
 def delta(self: SVDConv2d, a: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
     "`conv(dropout(x), ΔW)` with the base's stride, padding, dilation and padding mode, in the adapter's dtype."
     A, E, B, base = self.lora_A[a], self.lora_E[a], self.lora_B[a], self.get_base_layer()
-    dw = (B @ (A * E) * (self.scaling[a] / (self.ranknum[a] + 1e-5))).reshape(base.weight.shape)
+    dw = (B @ (A * E) * (self.scaling[a] / (self.ranknum[a] + 1e-5))).reshape(base.weight.shape).to(A.dtype)  # ranknum: fp32
     x = x if x.dtype == A.dtype else x.to(A.dtype)
     return base._conv_forward(self.lora_dropout[a](x), dw, None)
 

@@ -291,6 +291,15 @@ class TrainableTokensWrapper(TrainableTokensLayer):
         if self._disable_adapters or self.merged: return self.get_base_layer().weight
         return self.merged_weight(self._active_adapters)
 
+def _in_out(layer) -> tuple:
+    "`(in_features, out_features)` of the base: an embedding's (num_embeddings, embedding_dim), a linear head's own."
+    b = layer.get_base_layer()
+    if isinstance(b, nn.Embedding): return b.num_embeddings, b.embedding_dim
+    return getattr(b, "in_features", None), getattr(b, "out_features", None)
+
+TrainableTokensLayer.in_features = property(lambda self: _in_out(self)[0])    # PEFT's layers expose both
+TrainableTokensLayer.out_features = property(lambda self: _in_out(self)[1])
+
 # %% ../nbs/09_trainable_tokens.ipynb #db6ac348
 def _token_targets(model: nn.Module, config) -> dict:
     "`{module name: token indices}` of `config.trainable_token_indices` (a list: the input embedding's)."
