@@ -14,20 +14,18 @@ from .core import *
 from .model import PeftModel, MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 
 # %% auto #0
-__all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'EMBEDDING_LAYER_NAMES', 'JOURNAL_NAME',
-           'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification',
-           'AutoPeftModelForTokenClassification', 'AutoPeftModelForQuestionAnswering',
-           'AutoPeftModelForFeatureExtraction', 'state_dict_path', 'adapter_key_map', 'get_peft_model_state_dict',
-           'AdapterLoadResult', 'SizeMismatchError', 'set_peft_model_state_dict', 'get_base_model_state_dict',
-           'set_base_model_state_dict', 'folder_lock', 'write_adapter_files', 'committed_file', 'settle_folder',
-           'reading_folder', 'config_fingerprint', 'adapter_folder', 'ConfigKeysError', 'load_peft_weights',
-           'AutoPeftModel']
+__all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'JOURNAL_NAME', 'AutoPeftModelForCausalLM',
+           'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
+           'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'state_dict_path',
+           'adapter_key_map', 'get_peft_model_state_dict', 'AdapterLoadResult', 'SizeMismatchError',
+           'set_peft_model_state_dict', 'get_base_model_state_dict', 'set_base_model_state_dict', 'folder_lock',
+           'write_adapter_files', 'committed_file', 'settle_folder', 'reading_folder', 'config_fingerprint',
+           'adapter_folder', 'ConfigKeysError', 'load_peft_weights', 'AutoPeftModel']
 
 # %% ../nbs/11_io.ipynb #290e3867
 CONFIG_NAME = "adapter_config.json"
 SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
-WEIGHTS_NAME = "adapter_model.bin"
-EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")
+WEIGHTS_NAME = "adapter_model.bin"   # EMBEDDING_LAYER_NAMES comes from core
 
 _WRAPPER_SEGMENTS = re.compile(r"(^|\.)(_fsdp_wrapped_module|_checkpoint_wrapped_module)(?=\.|$)")
 
