@@ -19,8 +19,8 @@ __all__ = ['PEFT_FORMAT_VERSION', 'LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS'
            'register_model_preparer', 'prepare_layer_libraries', 'packed_weight', 'peft_numel', 'stored_bytes',
            'check_adapters_to_merge', 'AdapterLayer', 'MixedBatch', 'mixed_batch', 'loading_adapter',
            'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper', 'get_submodules', 'check_adapter_name',
-           'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'input_embedding_name', 'tied_module_names',
-           'register_peft_method', 'config_class_for']
+           'check_config', 'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'check_not_adapter_child',
+           'input_embedding_name', 'tied_module_names', 'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -903,13 +903,20 @@ def mixed_batch(adapter_names) -> MixedBatch:
 # %% ../nbs/00_core.ipynb #00fde7d6
 @patch
 def _check_mixed_batch(self: AdapterLayer, x, adapter_names):
-    "Refuse a mixed batch that cannot be right: wrong length, or merged adapters."
+    "Refuse a mixed batch that cannot be right: wrong length, or merged adapters (PEFT's words first)."
     if len(adapter_names) != len(x):
-        raise ValueError(f"adapter_names has {len(adapter_names)} entries but the input has {len(x)} rows; "
-                         f"give one adapter name per row ('__base__' for none).")
+        raise ValueError(f"Length of `adapter_names` should be the same as the number of inputs, but got "
+                         f"{len(adapter_names)} and {len(x)} respectively. Give one adapter name per row "
+                         f"('__base__' for none): this input has {len(x)} rows.")
     if self.merged:
-        raise ValueError("Cannot pass adapter_names while adapters are merged into the weights; "
-                         "call unmerge_adapter() first.")
+        raise ValueError("Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` "
+                         "first. A merged adapter is in the weights for every row, so rows cannot choose theirs.")
+
+@patch
+def mixed_batch_refusal(self: AdapterLayer) -> Optional[Exception]:
+    "None if this layer takes mixed batches, else the error `adapter_names` gets (PEFT's `lora.X does not support ...`)."
+    if self.supports_mixed_batch: return None
+    return TypeError(f"{repr(self).split('(', 1)[0]} does not support mixed adapter batches.")
 
 @patch
 def _mixed_batch_forward(self: AdapterLayer, x, adapter_names, *args, **kwargs):
@@ -1015,7 +1022,9 @@ def forward(self: ModulesToSaveWrapper, *args, **kwargs):
 def _mixed_batch_forward(self: ModulesToSaveWrapper, x, *args, adapter_names, **kwargs):
     "Row i through the copy of adapter `adapter_names[i]` (the original module for '__base__' or no copy)."
     if len(adapter_names) != len(x):
-        raise ValueError(f"adapter_names has {len(adapter_names)} entries but the input has {len(x)} rows.")
+        raise ValueError(f"Length of `adapter_names` should be the same as the number of inputs, but got "
+                         f"{len(adapter_names)} and {len(x)} respectively. Give one adapter name per row "
+                         f"('__base__' for the original module): this input has {len(x)} rows.")
     mb = mixed_batch(adapter_names)
     pieces = [(self.modules_to_save[a] if a in self.modules_to_save else self.original_module)(xs, *args, **kwargs)
               for (a, _), xs in zip(mb.groups, mb.split(x))]
@@ -1106,6 +1115,14 @@ def check_adapter_name(name, prefix: str = "") -> str: # prefix: the method's pa
         raise ValueError(f"Adapter name {name!r} is the start of the method's prefix {prefix!r}: checkpoint keys such "
                          f"as '{prefix}A.{name}' could not be told apart (PEFT warns of the same); {good}.")
     return name
+
+def check_config(config, what: str = "peft_config"):
+    "Refuse anything but a peftlab config (a dict, PEFT's own config object...), showing what was given; returns it."
+    if not isinstance(config, PeftConfig):
+        raise TypeError(f"{what} must be a peftlab config such as LoraConfig(...), got a {type(config).__name__}: "
+                        f"{repr(config)[:200]}. Build it with peftlab's config classes (a saved one loads with "
+                        f"PeftConfig.from_pretrained(path)).")
+    return config
 
 # %% ../nbs/00_core.ipynb #0149954e
 def _module_state(m: nn.Module) -> dict:
@@ -1213,9 +1230,7 @@ def _check_new_adapter_config(self: BaseTuner, config): pass
 def safe_inject_adapter(self: BaseTuner, model: nn.Module, adapter_name: str, config):
     "`inject_adapter` after checking the name and the config against the model; a failure leaves both untouched."
     check_adapter_name(adapter_name, self.prefix)
-    if not isinstance(config, PeftConfig):
-        raise TypeError(f"The config of adapter {adapter_name!r} must be a peftlab config such as LoraConfig(...), "
-                        f"got a {type(config).__name__}.")
+    check_config(config, f"The config of adapter {adapter_name!r}")
     config.check_model(model)
     with undo_on_failure(self, model): self.inject_adapter(model, adapter_name, config)
 
@@ -1261,11 +1276,23 @@ def _add_adapter_modules(self: BaseTuner, model: nn.Module, adapter_name: str, c
     if not matched: raise ValueError(_no_target_message(model, config, in_save, off_layers))
     self.targeted_module_names = sorted(set(getattr(self, "targeted_module_names", [])) | set(matched))
 
+def check_not_adapter_child(model: nn.Module, key: str, wrapper_cls: type, adapter_name: str):
+    "Refuse to wrap `key` in `wrapper_cls` when its grandparent is an adapter layer (`x.lora_A.<adapter>`), as PEFT does."
+    parts = key.split(".")
+    grand = model.get_submodule(".".join(parts[:-2])) if len(parts) > 1 else None
+    if isinstance(grand, AdapterLayer):   # PEFT's words first
+        raise ValueError(f"You are trying to target a module with {wrapper_cls} that is a child of {type(grand)}. This "
+                         f"is almost certainly not the intended behavior. Please ensure that the adapter name, "
+                         f"'{adapter_name}', does not conflict with any of the targeted modules. {key!r} is part of the "
+                         f"adapter layer at {'.'.join(parts[:-2])!r}; give the adapter another name, or name the module by a longer path.")
+
 @patch
 def _set_modules_to_save(self: BaseTuner, model, config, adapter_name):
     for name in config.modules_to_save or []:
         for key, m in list(model.named_modules()):
-            if not key.endswith(name) or key in _paths_inside_adapter_layers(model): continue
+            if not key.endswith(name): continue
+            if key in _paths_inside_adapter_layers(model):
+                check_not_adapter_child(model, key, ModulesToSaveWrapper, adapter_name); continue
             if isinstance(m, AdapterLayer): continue
             parent, target, tname = get_submodules(model, key)
             if isinstance(target, ModulesToSaveWrapper): target.update(adapter_name)
@@ -1412,13 +1439,16 @@ def _check_known(self: BaseTuner, names, what="adapter"):
 
 @patch
 def set_adapter(self: BaseTuner, adapter_name: Union[str, list[str]]):
-    "Activate `adapter_name` (or several) in every wrapper; only active adapters train."
+    "Activate `adapter_name` (or several) in every wrapper; only active adapters train. A wrapper with "
+    "`check_set_adapter(names)` (PEFT's hook) may refuse the names or pick what it activates: all are asked first."
     self._check_known(adapter_name)
-    for m in self.model.modules():
-        if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)):
-            if isinstance(m, AdapterLayer) and m.merged:
-                warnings.warn("Adapters were merged; unmerging before switching adapters."); m.unmerge()
-            m.set_adapter(adapter_name)
+    wrappers = [m for m in self.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    picks = {id(m): m.check_set_adapter(adapter_name) for m in wrappers if hasattr(m, "check_set_adapter")}
+    for m in wrappers:
+        if isinstance(m, AdapterLayer) and m.merged:
+            warnings.warn("Adapters were merged; unmerging before switching adapters."); m.unmerge()
+        pick = picks.get(id(m), adapter_name)          # None from the hook: this wrapper activates none
+        m.set_adapter([] if pick is None else pick)
     self.active_adapter = adapter_name
 
 @patch
@@ -1517,20 +1547,27 @@ def unload(self: BaseTuner) -> nn.Module:
 # %% ../nbs/00_core.ipynb #d6c8160c
 @patch
 def _mixed_batch_wrappers(self: BaseTuner, adapter_names) -> tuple[list, list]:
-    "`(names, wrappers)`: the per-row names as a list and the adapter wrappers that will receive them, after refusing a string, unknown names, layers without mixed batches and training under gradient checkpointing."
+    "`(names, wrappers)`: the per-row names as a list and the adapter wrappers that will receive them, after refusing a string, unknown names, layers without mixed batches, training (unless opted in) and training under gradient checkpointing."
     if isinstance(adapter_names, str):
         raise TypeError(f"adapter_names must be a list with one adapter name per row, not the string {adapter_names!r}.")
     names = list(adapter_names)
     unknown = sorted({a for a in names if a != "__base__" and a not in self.peft_config})
     if unknown:
-        raise ValueError(f"adapter_names mentions unknown adapter(s) {unknown}; this model has "
-                         f"{sorted(self.peft_config)} (and '__base__' for no adapter).")
+        raise ValueError(f"Trying to infer with non-existing adapter(s): {', '.join(unknown)}. This model has the "
+                         f"adapters {sorted(self.peft_config)}; name one of them per row ('__base__' for no adapter).")
     wrappers = [m for m in self.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
-    unsupported = sorted({type(m).__name__ for m in wrappers if isinstance(m, AdapterLayer) and not m.supports_mixed_batch})
-    if unsupported or not wrappers:
-        raise ValueError(f"Mixed-adapter batches (adapter_names=...) work with adapters in the model's layers; this model's "
-                         f"{self.method_name} {'layers ' + str(unsupported) if unsupported else 'adapters'} "
-                         f"do not support them. Run one adapter at a time with set_adapter(name).")
+    refusals = {type(m).__name__: e for m in wrappers if isinstance(m, AdapterLayer)
+                for e in [m.mixed_batch_refusal()] if e is not None}
+    if refusals or not wrappers:
+        first = next(iter(refusals.values()), None)
+        raise (type(first) if first else ValueError)(
+            f"{first or ''} Mixed-adapter batches (adapter_names=...) work with adapters in the model's layers; this "
+            f"model's {self.method_name} {'layers ' + str(sorted(refusals)) if refusals else 'adapters'} "
+            f"do not support them. Run one adapter at a time with set_adapter(name).".lstrip())
+    if self.model.training and not self.__dict__.get("_mixed_batch_training", False):
+        raise ValueError("Cannot pass `adapter_names` when the model is in training mode. Mixed-adapter batches are "
+                         "for inference: call model.eval() first. To train several adapters on their own rows of one "
+                         "batch (a joint sweep), run forward and backward inside `with model.mixed_batch_training():`.")
     ckpt = next((getattr(self.model, a) for a in ("is_activation_checkpointing", "is_gradient_checkpointing")
                  if hasattr(type(self.model), a)), False)
     if self.model.training and ckpt:
@@ -1563,6 +1600,16 @@ def _enable_peft_forward_hooks(self, *args, **kwargs):
         yield
     finally:
         for h in handles: h.remove()
+
+# %% ../nbs/00_core.ipynb #9cbf2b6b
+@patch_to(BaseTuner)   # not `patch`: a context manager (see `_enable_peft_forward_hooks`)
+@contextlib.contextmanager
+def mixed_batch_training(self):
+    "Inside: `adapter_names=[...]` is accepted in training mode too (each adapter learns from its own rows)."
+    before = self.__dict__.get("_mixed_batch_training", False)
+    self.__dict__["_mixed_batch_training"] = True
+    try: yield self
+    finally: self.__dict__["_mixed_batch_training"] = before
 
 # %% ../nbs/00_core.ipynb #d5f1083d
 @patch

@@ -141,9 +141,11 @@ def _check_add_weighted_adapter(self, adapters, weights, combination_type, svd_r
     if majority_sign_method not in ("total", "frequency"):
         raise ValueError(f"majority_sign_method must be 'total' or 'frequency'; got {majority_sign_method!r}.")
     wrappers = [m for m in self.modules() if isinstance(m, ModulesToSaveWrapper)]
-    if any(sum(a in w.modules_to_save for a in adapters) > 1 for w in wrappers):
-        raise ValueError("Cannot add weighted adapters if they target the same module with modules_to_save "
-                         "(a full copy of a module cannot be merged); drop modules_to_save from all but one.")
+    shared = [w for w in wrappers if sum(a in w.modules_to_save for a in adapters) > 1]
+    if shared:   # PEFT's words first
+        raise ValueError(f"Cannot add weighted adapters if they target the same module with modules_to_save, but found "
+                         f"{len(shared)} such instance(s). A full copy of a module cannot be merged; drop "
+                         f"modules_to_save from all but one of the adapters.")
     combination_type = "linear" if len(adapters) == 1 else combination_type
     if combination_type.replace("_svd", "") in ("ties", "dare_linear", "dare_ties", "magnitude_prune") and \
             (density is None or not 0 <= density <= 1):

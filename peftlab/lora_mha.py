@@ -130,8 +130,8 @@ def _views_replaced(root: nn.Module, weights: dict):
 def forward(self: MultiheadAttention, query: torch.Tensor, *args, **kwargs):
     "`nn.MultiheadAttention`'s forward (same arguments, same `(output, weights)`) with the active adapters' updates."
     if kwargs.pop("adapter_names", None) is not None and not self._disable_adapters:
-        raise TypeError("lora.MultiheadAttention does not support mixed adapter batches (adapter_names=...): its update "
-                        "is swapped into the weights for the whole batch. Run one adapter at a time with set_adapter.")
+        raise TypeError(f"{self.mixed_batch_refusal()} Its update is swapped into the weights for the whole batch, so "
+                        f"all rows share one set of adapters; run one adapter at a time with set_adapter(name).")
     if self._adapters_off(): return self.base_layer(query, *args, **kwargs)
     if self.get_base_layer().out_proj.merged_adapters:
         raise ValueError("The out_proj layer of MultiheadAttention has merged adapters but the MultiheadAttention itself "

@@ -169,14 +169,18 @@ def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str 
     if isinstance(model, PeftModel):
         raise ValueError("This model is already a PeftModel; add another adapter with "
                          "peft_model.add_adapter(name, config) instead of calling get_peft_model again.")
-    if not isinstance(peft_config, PeftConfig):
-        raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
+    check_config(peft_config)
     check_adapter_name(adapter_name)   # before anything changes; the tuner checks it again against its prefix
-    name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None) or None
+    old = peft_config.base_model_name_or_path
+    if old is not None and old != name:   # PEFT's words first
+        warnings.warn(f"The PEFT config's `base_model_name_or_path` was renamed from '{old}' to '{name}'. Please ensure "
+                      f"that the correct base model is loaded when loading this checkpoint. The adapter records the "
+                      f"model it wraps (its `name_or_path`, None if it has none); set `model.name_or_path` to name it.")
     if mixed:                          # several methods in one model (`01a_mixed`, which builds on this module)
         from peftlab.mixed import PeftMixedModel
         pm = PeftMixedModel(model, peft_config, adapter_name)
-        pm.peft_config[adapter_name].base_model_name_or_path = name or None
+        pm.peft_config[adapter_name].base_model_name_or_path = name
         if revision is not None: pm.peft_config[adapter_name].revision = revision
         return pm
     existing = getattr(model, "peft_config", None)
@@ -187,7 +191,7 @@ def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str 
     pm = cls(model, peft_config, adapter_name=adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
              low_cpu_mem_usage=low_cpu_mem_usage)
     stored = pm.peft_config[adapter_name]        # the tuner's own copy: the caller's config stays as it was
-    stored.base_model_name_or_path = name or None
+    stored.base_model_name_or_path = name
     if revision is not None: stored.revision = revision
     return pm
 
@@ -223,8 +227,7 @@ def _config_for_state_dict(config: PeftConfig, model: nn.Module, state_dict: dic
 def inject_adapter_in_model(peft_config: PeftConfig, model: nn.Module, adapter_name: str = "default",
                             low_cpu_mem_usage: bool = False, state_dict: Optional[dict] = None) -> nn.Module:
     "Add the adapter layers of `peft_config` to `model` in place, without a `PeftModel` around it; returns `model`."
-    if not isinstance(peft_config, PeftConfig):
-        raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
+    check_config(peft_config)
     if peft_config.is_prompt_learning:
         raise ValueError("`create_and_replace` does not support prompt learning, adaption prompt and shadow yet. Prompt "
                          "methods add their virtual tokens in PeftModel's forward: use get_peft_model(model, config).")
@@ -271,8 +274,7 @@ def add_adapter(self: PeftModel, adapter_name: str, peft_config: PeftConfig, low
                 autocast_adapter_dtype: bool = True): # False: the adapter in the base weights' dtype (PEFT's flag)
     "Add a new, inactive adapter `adapter_name`; use `set_adapter` to switch to it (a failure changes nothing)."
     check_adapter_name(adapter_name, getattr(self.base_model, "prefix", ""))
-    if not isinstance(peft_config, PeftConfig):
-        raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
+    check_config(peft_config)
     if adapter_name in self.peft_config:
         raise ValueError(f"Adapter with name {adapter_name!r} already exists (adapters: {sorted(self.peft_config)}); "
                          f"pick a new name, or delete_adapter({adapter_name!r}) first.")   # PEFT's wording first

@@ -4,7 +4,7 @@
 
 # %% ../nbs/23_sweep.ipynb #0676776f
 from __future__ import annotations
-import copy, dataclasses, difflib, functools, hashlib, io, itertools, json, math, time, warnings
+import contextlib, copy, dataclasses, difflib, functools, hashlib, io, itertools, json, math, time, warnings
 from typing import Callable, Iterable, Optional, Union
 import torch
 import torch.nn as nn
@@ -174,7 +174,8 @@ def _train(pm, names, groups, hps, batches, steps, task_type, mixed, max_grad_no
     pm.train()
     for step in range(steps):
         inputs, labels = _split(next(batches), task_type, device); B = labels.shape[0]
-        logits = _forward(pm, inputs, names, mixed, B)
+        with pm.mixed_batch_training() if mixed else contextlib.nullcontext():   # the opt-in to train on mixed batches
+            logits = _forward(pm, inputs, names, mixed, B)
         per = task_losses(logits, labels, task_type, K)
         per.sum().backward()                                   # adapter k only sees the k-th term
         if max_grad_norm is not None:
