@@ -27,8 +27,8 @@ class DoraMixin:
         "Create (or re-create) adapter `adapter_name`; with `use_dora` it also gets its magnitude vector `m`."
         if not hasattr(self, "_dora_norm"): self.lora_magnitude_vector, self._dora_norm = nn.ParameterDict(), {}
         if use_dora and lora_bias:
-            raise ValueError(f"Adapter {adapter_name!r}: lora_bias=True cannot be combined with use_dora=True "
-                             f"(as in PEFT); set one of them to False.")
+            raise ValueError(f"The argument lora_bias=True is not supported for DoRA, please pass use_dora=False. "
+                             f"Adapter {adapter_name!r} asks for both; set one of them to False.")   # PEFT's words first
         super().update_layer(adapter_name, r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                              init_lora_weights=init_lora_weights, use_rslora=use_rslora, lora_bias=lora_bias,
                              **init_options)

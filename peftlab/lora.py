@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import *
-from .core import _conv1d_cls
+from .core import _conv1d_cls, _paths_inside_adapter_layers
 
 # %% auto #0
 __all__ = ['init_family', 'LoraConfig', 'LoraLayer', 'register_lora_init', 'Linear', 'keep_mask', 'LoraLinearFunction',
@@ -37,20 +37,50 @@ _LORA_OPTIONS: dict = {}   # field -> LoraOption, filled by the module that impl
 
 from typing import Literal
 
+# %% ../nbs/02_lora.ipynb #fe54985f
+def _check_bias(config):
+    "PEFT's error for a `bias` value it does not know (PEFT raises it when the adapter is created)."
+    own = config.layer_bias_mode          # the method's name for 'the wrapped layers' biases' (LoRA: 'lora_only')
+    if config.bias not in ("none", "all", own):
+        raise NotImplementedError(f"Requested bias: {config.bias}, is not implemented. {type(config).__name__}.bias="
+                                  f"{config.bias!r} names no bias mode; use 'none' (only the adapter trains), 'all' "
+                                  f"(every bias of the model trains) or {own!r} (the wrapped layers' biases train).")
+
+def _check_lora_bias(self):
+    "lora_bias=True only with init_lora_weights True / False and without DoRA (PEFT's rule and words)."
+    if not self.lora_bias: return
+    if self.init_lora_weights not in (True, False):
+        raise ValueError(f"The argument lora_bias=True is only supported with init_lora_weights=True or False, got "
+                         f"init_lora_weights={self.init_lora_weights} instead. PEFT refuses the pair, so a file with "
+                         f"it would not load there; set lora_bias=False, or init_lora_weights=True.")
+    if self.use_dora:
+        raise ValueError("The argument lora_bias=True is not supported for DoRA, please pass use_dora=False. DoRA's "
+                         "magnitude rescales whole rows of W + sBA, and PEFT gives its adapters no bias on B; set "
+                         "lora_bias=False for a DoRA adapter.")
+
+def _warn_eva():
+    warnings.warn("`init_lora_weights` is 'eva' but `eva_config` is not specified. Using default EVA config. "
+                  "peftlab does not implement EVA (A from an SVD of the layer inputs over a data set), so creating "
+                  "an adapter from this config fails; use init_lora_weights=True, or 'pissa' / 'olora' to start "
+                  "from the weights.")   # PEFT's words first
+
+
 # %% ../nbs/02_lora.ipynb #667c5f07
 @dataclass
 class LoraConfig(TunerConfig):
     "Configuration of a LoRA adapter (Hugging Face PEFT's fields and defaults)."
     _peft_type = PeftType.LORA  # subclasses (AdaLoRA) set their own
     _ranges = {"lora_dropout": "[0, 1)"}     # checked by PeftConfig, with the shared fields' ranges
+    layer_bias_mode = "lora_only"            # bias="lora_only": the wrapped layers' biases train and are saved
     r: int = 8                               # rank of the update
     lora_alpha: float = 8                    # scaling numerator: s = lora_alpha / r (or / √r with rsLoRA)
     lora_dropout: float = 0.0                # dropout on the adapter input, in [0, 1)
     fan_in_fan_out: bool = False             # weight stored as (in, out); set from the layer type, as PEFT does
-    bias: Literal["none", "all", "lora_only"] = "none"  # which biases train
+    bias: str = "none"                       # which biases train: "none", "all" or "lora_only" (checked by LoraModel)
     use_rslora: bool = False                 # s = lora_alpha / √r
     init_lora_weights: Union[bool, str] = True  # True (A kaiming, B zero), "gaussian", False (random; tests),
                                              # or from W: "pissa", "pissa_niter_<k>", "olora", "loftq"
+                                             # ("eva": accepted, refused by LoraModel)
     rank_pattern: dict[str, int] = field(default_factory=dict)     # regex -> rank for matching modules
     alpha_pattern: dict[str, float] = field(default_factory=dict)  # regex -> alpha for matching modules
     lora_bias: bool = False                  # give B a trainable bias
@@ -72,11 +102,17 @@ class LoraConfig(TunerConfig):
 
     def __post_init__(self):
         self.peft_type = type(self)._peft_type
-        super().__post_init__()   # types and ranges of every field: r, lora_alpha, lora_dropout, bias, rank_pattern ...
+        if isinstance(self.target_parameters, str):   # PEFT's wording first: a string is fine for target_modules
+            raise TypeError(f"`target_parameters` must be a list of strings or None. LoraConfig.target_parameters="
+                            f"{self.target_parameters!r} is a single string; give a list, e.g. {[self.target_parameters]!r}.")
+        super().__post_init__()   # types and ranges of every field: r, lora_alpha, lora_dropout, rank_pattern ...
+        if type(self)._peft_type != PeftType.LORA: _check_bias(self)   # LoRA's bias: when the adapter is created
+        _check_lora_bias(self)
         fam = init_family(self.init_lora_weights)
-        if fam not in _PLAIN_INITS and fam not in _WEIGHT_INITS:
+        if fam not in _PLAIN_INITS and fam not in _WEIGHT_INITS and fam != "eva":
             raise ValueError(f"init_lora_weights={self.init_lora_weights!r} is not supported in this release; use "
                              f"{_INIT_CHOICES}.")
+        if fam == "eva" and self.eva_config is None: _warn_eva()
         self._check_loftq_config()
         if self.use_rslora and (self.rank_pattern or self.alpha_pattern) and fam in ("pissa", "olora"):
             warnings.warn("Using Rank-Stabilized LoRA with rank_pattern/alpha_pattern and post-training conversion of "
@@ -454,7 +490,8 @@ class ConvNd(LoraLayer):
         if r % base.groups:
             raise ValueError(f"Targeting a {type(base).__name__} with groups={base.groups} and rank {r}. Currently, support is "
                              f"limited to conv layers where the rank is divisible by groups. Either choose a different rank "
-                             f"(a multiple of {base.groups}, e.g. with rank_pattern) or do not target this specific layer.")
+                             f"or do not target this specific layer. B is a grouped 1×1 convolution from r channels, so r "
+                             f"must be a multiple of {base.groups} (rank_pattern can set it for this layer alone).")
         self._set_common(adapter_name, r, lora_alpha, lora_dropout, use_rslora)
         conv, kw, one = _CONV_TYPES[self._kernel_dim], self._adapter_factory_kwargs(), (1,) * (self._kernel_dim - 2)
         self.lora_A[adapter_name] = conv(self.in_features, r, base.kernel_size, base.stride, base.padding, base.dilation,
@@ -547,10 +584,16 @@ class LoraModel(BaseTuner):
         return d
 
     def _check_new_adapter_config(self, config: LoraConfig):
+        _check_bias(config)
+        if init_family(config.init_lora_weights) == "eva":
+            raise ValueError("init_lora_weights='eva' is not supported in this release: EVA initialises A from an SVD "
+                             f"of the layer inputs over a data set, which peftlab does not implement; use {_INIT_CHOICES}.")
         biased = [n for n, c in self.peft_config.items() if getattr(c, "bias", "none") != "none"]
-        if len(biased) + (config.bias != "none") > 1:
-            raise ValueError(f"Only one adapter per model may use bias != 'none' (adapter {biased[0]!r} already "
-                             f"does); set bias='none' for the new adapter.")
+        if len(biased) + (config.bias != "none") > 1:   # PEFT's words first
+            raise ValueError(f"{type(self).__name__} supports only 1 adapter with bias. When using multiple adapters, "
+                             f"set bias to 'none' for all adapters. Adapter {biased[0]!r} already uses bias="
+                             f"{self.peft_config[biased[0]].bias!r}, which trains biases of the base model that every "
+                             f"adapter shares; set bias='none' for the new adapter.")
 
     def layer_kwargs(self, config, key):
         kw = dict(r=pattern_value(config.rank_pattern, key, config.r),
@@ -563,10 +606,23 @@ class LoraModel(BaseTuner):
 
     def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key):
         if config.use_dora and isinstance(target, LoraLayer) and not getattr(target, "supports_dora", False):
-            raise ValueError(f"Module {current_key!r} already holds a plain LoRA {type(target).__name__}, which "
-                             f"cannot take DoRA adapter {adapter_name!r}; add the DoRA adapter first (a DoRA "
-                             f"layer takes plain LoRA adapters too), or use use_dora=False.")
+            setattr(parent, target_name, self._as_dora_layer(config, adapter_name, target, current_key)); return
         super()._create_and_replace(config, adapter_name, target, target_name, parent, current_key)
+
+# %% ../nbs/02_lora.ipynb #9531777d
+@patch
+def _as_dora_layer(self: LoraModel, config, adapter_name: str, target: LoraLayer, key: str) -> LoraLayer:
+    "A DoRA layer around `target`'s base with `target`'s adapters (the same modules and tensors), then `adapter_name`."
+    new = _dora_layer(adapter_name, target.base_layer, key, **self.layer_kwargs(config, key))
+    for attr in target.adapter_layer_names + target.other_param_names:
+        have, dst = getattr(target, attr), getattr(new, attr)
+        fresh = {k: dst[k] for k in list(dst.keys())}
+        for k in fresh: del dst[k]
+        for k in list(have.keys()) + list(fresh): dst[k] = have[k] if k in have else fresh[k]   # creation order
+    new.merged_adapters, new._disable_adapters = list(target.merged_adapters), target._disable_adapters
+    new._active_adapters, new._requested_adapters = list(target._active_adapters), target._requested_adapters
+    return new.train(target.training)
+
 
 # %% ../nbs/02_lora.ipynb #555259f6
 @patch
@@ -624,21 +680,41 @@ def _check_merge(self: LoraModel, adapter_names=None):
     for o in {o for c in self.peft_config.values() for o in _options_on(c)}:
         if o.check_merge: o.check_merge(self)
 
+def _module_matches(model: nn.Module, config) -> bool:
+    "Whether `config.target_modules` selects a module (not one inside an adapter layer)."
+    inside = _paths_inside_adapter_layers(model)
+    return any(k and k not in inside and check_target_module_exists(config, k) for k, _ in model.named_modules())
+
 @patch
 def _add_adapter_modules(self: LoraModel, model: nn.Module, adapter_name: str, config):
-    "Wrap the targets of `config`, with the registered options' hooks around it."
+    "Wrap the targets of `config`, with the registered options' hooks around it; an option that selects targets "
+    "itself (target_parameters) decides what an unmatched target_modules means."
     on = _options_on(config)
     for o in on:
         if o.before: o.before(self, model, adapter_name, config)
-    if config.target_modules or not any(o.selects_targets for o in on):
+    if not any(o.selects_targets for o in on) or (config.target_modules and _module_matches(model, config)):
         super(LoraModel, self)._add_adapter_modules(model, adapter_name, config)
     for o in on:
         if o.after: o.after(self, model, adapter_name, config)
+    _warn_unmatched_patterns(config, [k for k, m in model.named_modules() if isinstance(m, LoraLayer) and adapter_name in m.r]
+                             + list(getattr(self, "targeted_parameter_names", [])))
+
+
+# %% ../nbs/02_lora.ipynb #6ff9a525
+def _warn_unmatched_patterns(config, targets: list):
+    "PEFT's RuntimeWarning for the rank_pattern / alpha_pattern keys that match none of `targets` (paths)."
+    if config.peft_type != PeftType.LORA: return      # AdaLoRA's rank_pattern holds its pruning masks
+    for attr in ("rank_pattern", "alpha_pattern"):
+        keys = getattr(config, attr, None) or {}
+        missed = sorted(p for p in keys if not any(re.match(rf"(.*\.)?({p})$", t) for t in targets))
+        if missed:
+            warnings.warn(f"The following {attr} keys did not match any targeted module and were ignored: {missed}. "
+                          f"A key is a regex that must match a target's whole path or its end after a dot (see "
+                          f"targeted_module_names); those keys set nothing.", RuntimeWarning)
 
 
 # %% ../nbs/02_lora.ipynb #a5b61bb2
 LoraLayer.peft_method = "lora"                 # its name in analysis tables when no config names it
-LoraConfig.layer_bias_mode = "lora_only"       # bias="lora_only": the wrapped layers' biases train and are saved
 LoraConfig.supports_mixed_batch = True         # adapter_names=[...] may mix LoRA adapters in one batch
 
 @patch
@@ -683,8 +759,9 @@ def convert_to_plain_lora(config: dict, tensors: dict, initial: dict, where: str
         raise ValueError("A DoRA adapter cannot be converted to a plain LoRA: its magnitude rescales W + sBA, so the "
                          "update is not BA − B₀A₀. Share the residual base with the adapter instead.")
     if config.get("use_rslora") and (config.get("rank_pattern") or config.get("alpha_pattern")):
-        raise ValueError("Converting with use_rslora=True and a rank_pattern / alpha_pattern is not supported (as in "
-                         "PEFT): the patterns' alphas would need a √2 factor each; drop the patterns or rsLoRA.")
+        raise ValueError("Passing `path_initial_model_for_weight_conversion` to `save_pretrained` is not supported when "
+                         "using `rank_pattern` or `alpha_pattern` at the same time as `use_rslora=True`. The "
+                         "patterns' alphas would need a √2 factor each; drop the patterns or rsLoRA.")
     if sorted(initial) != sorted(tensors) or any(initial[k].shape != tensors[k].shape for k in tensors):
         diff = sorted(set(initial) ^ set(tensors))[:4] or [k for k in tensors if initial[k].shape != tensors[k].shape][:4]
         raise ValueError(f"{where} is not this adapter's initial adapter: its tensors do not match (e.g. {diff}); "

@@ -180,6 +180,12 @@ def _refuse_combine(tuner, adapter: str):
 def _wrap_parameters(tuner, model, adapter_name: str, config):
     "Wrap the parameters of `config.target_parameters`; an error when neither modules nor parameters matched."
     found = _inject_parameters(tuner, model, adapter_name, config)
+    modules = [k for k, m in model.named_modules() if isinstance(m, LoraLayer) and not isinstance(m, ParamWrapper)
+               and adapter_name in m.r]   # what target_modules wrapped (LoraModel skips that pass when it matches nothing)
+    if not found and not modules and config.target_modules:
+        raise ValueError(f"Target modules {config.target_modules} not found in the base model. Please check the target "
+                         f"modules and try again. target_parameters={config.target_parameters} match no parameter "
+                         f"either, so the adapter would change nothing.")   # PEFT's words first
     if not found and not config.target_modules:
         have = sorted({_strip_base_layer(n).rpartition(".")[2] for n, p in model.named_parameters() if p.dim() in (2, 3)})
         raise ValueError(f"No `target_modules` passed but also no `target_parameters` found. Please check the values "
@@ -188,6 +194,8 @@ def _wrap_parameters(tuner, model, adapter_name: str, config):
                          f"here end in {have[:8]}.")
     if not found:
         warnings.warn(f"target_parameters={config.target_parameters} were set but no parameter was matched.", RuntimeWarning)
+    elif config.target_modules and not modules:   # PEFT's words: the parameters matched, the modules did not
+        warnings.warn(f"target_modules={config.target_modules} were set but no module was matched.", RuntimeWarning)
     tuner.targeted_parameter_names = sorted(set(getattr(tuner, "targeted_parameter_names", [])) | set(found))
 
 register_lora_option("target_parameters", before=_check_parameter_config, after=_wrap_parameters, selects_targets=True,
