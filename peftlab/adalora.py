@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math, warnings
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 import torch
 import torch.nn as nn
 from .core import *
@@ -44,31 +44,59 @@ class AdaLoraConfig(LoraConfig):
     orth_reg_weight: float = 0.5 # weight of the orthogonality regulariser
     total_step: Optional[int] = None  # total training steps (required)
     rank_pattern: Optional[dict] = None  # the final keep-masks, written when the schedule ends
+    bias: Literal["none", "all", "lora_only", "adalora_only"] = "none"  # which biases train ('<method>_only': see below)
 
     # ranges checked by PeftConfig for every field; rank_pattern holds boolean keep-masks here, not ranks
     _ranges = {"rank_pattern": None, "target_r": "[1, 1048576]", "init_r": "[1, 1048576]", "tinit": "[0, inf)",
                "tfinal": "[0, inf)", "deltaT": "[1, inf)", "beta1": "(0, 1)", "beta2": "(0, 1)",
-               "orth_reg_weight": "[0, inf)", "total_step": "[1, inf)"}
+               "total_step": "[1, inf)"}   # orth_reg_weight >= 0: checked below, with PEFT's words
 
     def __post_init__(self):
-        super().__post_init__()
-        if self.r != 8:   # PEFT's words first, then what to set instead
-            warnings.warn(f"Note that `r` is not used in AdaLora and will be ignored. AdaLoRA starts every matrix at "
-                          f"rank `init_r` (here {self.init_r}), so r={self.r} has no effect; set init_r instead.")
-        if self.init_lora_weights not in (True, False, "gaussian"):
-            raise ValueError(f"AdaLoraConfig.init_lora_weights={self.init_lora_weights!r}: AdaLoRA starts from its own "
-                             f"P, Λ = 0, Q; PiSSA / OLoRA / LoftQ are for LoRA adapters; use True (or 'gaussian') here.")
-        if self.total_step is None:
-            raise ValueError("AdaLoRA does not work when `total_step` is None, supply a value > 0. "   # PEFT's words
-                             "AdaLoraConfig.total_step is the number of training steps, which sets the pruning "
-                             "schedule; give it, e.g. total_step=1000.")
-        if self.target_r > self.init_r:
-            raise ValueError(f"AdaLoraConfig.target_r must be in 1..init_r: ranks are only ever pruned, so the target "
-                             f"(target_r={self.target_r}) cannot exceed the start (init_r={self.init_r}).")
-        if self.tinit >= self.total_step - self.tfinal:
-            raise ValueError(f"The supplied schedule values don't allow for a budgeting phase. AdaLoraConfig.tinit "
-                             f"({self.tinit}) must be < total_step - tfinal ({self.total_step} - {self.tfinal}) so that "
-                             f"ranks are pruned in between; lower tinit/tfinal or raise total_step.")
+        if self.use_dora is True:   # PEFT's words first; checked before LoraConfig's list of variants
+            raise ValueError("ADALORA does not support DoRA. AdaLoraConfig.use_dora=True: DoRA splits a LoRA update into "
+                             "magnitude and direction, AdaLoRA's update is its own SVD form s/r₀·PΛQ; leave use_dora=False "
+                             "(or use LoraConfig(use_dora=True)).")
+        super().__post_init__()   # `bias` may also be "adalora_only" (`layer_bias_mode` below)
+        self._check_adalora()
+
+
+# %% ../nbs/03_adalora.ipynb #34a36022
+@patch
+def _check_adalora(self: AdaLoraConfig):
+    "AdaLoRA's own refusals, after the shared type and range checks (PEFT's words first where PEFT refuses too)."
+    if self.r != 8:   # PEFT's words first, then what to set instead
+        warnings.warn(f"Note that `r` is not used in AdaLora and will be ignored. AdaLoRA starts every matrix at "
+                      f"rank `init_r` (here {self.init_r}), so r={self.r} has no effect; set init_r instead.")
+    if self.init_lora_weights == "loftq":   # PEFT's words first (LoraConfig has refused it without loftq_config)
+        raise ValueError("ADALORA does not support LOFTQ. AdaLoraConfig.init_lora_weights='loftq': LoftQ initialises "
+                         "LoRA adapters from a quantized weight, AdaLoRA starts from its own P, Λ = 0, Q; use True "
+                         "(or 'gaussian') here and drop loftq_config.")
+    if self.init_lora_weights not in (True, False, "gaussian"):
+        raise ValueError(f"AdaLoraConfig.init_lora_weights={self.init_lora_weights!r}: AdaLoRA starts from its own "
+                         f"P, Λ = 0, Q; PiSSA / OLoRA / LoftQ are for LoRA adapters; use True (or 'gaussian') here.")
+    if self.total_step is None:
+        raise ValueError("AdaLoRA does not work when `total_step` is None, supply a value > 0. "   # PEFT's words
+                         "AdaLoraConfig.total_step is the number of training steps, which sets the pruning "
+                         "schedule; give it, e.g. total_step=1000.")
+    if self.orth_reg_weight < 0:   # PEFT's words first
+        raise ValueError(f"`orth_reg_weight` should be greater than or equal to 0, but the value passed is "
+                         f"{self.orth_reg_weight}. AdaLoraConfig.orth_reg_weight weighs the orthogonality regulariser "
+                         f"added to the loss, where a negative weight would push P and Q away from orthogonal; give "
+                         f"a value >= 0 (0 turns it off), e.g. 0.5.")
+    if self.target_r > self.init_r:
+        raise ValueError(f"AdaLoraConfig.target_r must be in 1..init_r: ranks are only ever pruned, so the target "
+                         f"(target_r={self.target_r}) cannot exceed the start (init_r={self.init_r}).")
+    if self.tinit >= self.total_step - self.tfinal:
+        raise ValueError(f"The supplied schedule values don't allow for a budgeting phase. AdaLoraConfig.tinit "
+                         f"({self.tinit}) must be < total_step - tfinal ({self.total_step} - {self.tfinal}) so that "
+                         f"ranks are pruned in between; lower tinit/tfinal or raise total_step.")
+
+# %% ../nbs/03_adalora.ipynb #4f418b7c
+@patch(as_prop=True)
+def layer_bias_mode(self: AdaLoraConfig) -> str:
+    "The `bias` value that trains and saves the wrapped layers' biases: 'adalora_only' or LoRA's 'lora_only'."
+    return "adalora_only" if self.bias == "adalora_only" else "lora_only"
+
 
 # %% ../nbs/03_adalora.ipynb #e4893f54
 class AdaLoraLayer(AdapterLayer):
@@ -271,7 +299,9 @@ class AdaLoraModel(BaseTuner):
             raise ValueError("AdaLoraModel supports only 1 trainable adapter. AdaLoRA trains one adapter at a time "   # PEFT's words first
                              "(its rank allocator follows one adapter's scores): add further adapters with inference_mode=True.")
         if config.bias != "none" and any(c.bias != "none" for c in self.peft_config.values()):
-            raise ValueError("Only one adapter per model may use bias != 'none'.")
+            raise ValueError("AdaLoraModel supports only 1 adapter with bias. When using multiple adapters, set bias "
+                             "to 'none' for all adapters. The biases belong to the base model, which every adapter "
+                             "shares; set bias='none' for the new adapter.")   # PEFT's words first
 
     def layer_kwargs(self, config, key):
         return dict(r=config.init_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
