@@ -4,14 +4,14 @@
 
 # %% ../nbs/11_io.ipynb #e70344ae
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, json, math, os, re, tempfile, time, typing, uuid, warnings
+import contextlib, dataclasses, hashlib, json, math, os, re, sys, tempfile, time, typing, uuid, warnings
 from pathlib import Path
 from typing import Optional, Union
 import torch
 import torch.nn as nn
 from .core import patch
 from .core import *
-from .model import PeftModel, MODEL_TYPE_TO_PEFT_MODEL_MAPPING
+from .model import PeftModel, PeftModelForCausalLM, MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 
 # %% auto #0
 __all__ = ['CONFIG_NAME', 'SAFETENSORS_WEIGHTS_NAME', 'WEIGHTS_NAME', 'JOURNAL_NAME', 'AutoPeftModelForCausalLM',
@@ -117,8 +117,8 @@ def get_peft_model_state_dict(model: nn.Module, state_dict: Optional[dict] = Non
                       "words; as in PEFT no embedding matrix is saved: save_embedding_layers=True needs a model with "
                       "get_input_embeddings.)")
         save_embedding_layers = False
-    out = {fk: sd[mk] for fk, mk in adapter_key_map(model, adapter_name).items()}
-    for k in _extra_keys(model, config, save_embedding_layers): out[k] = sd[k]
+    out = {fk: sd[mk] for fk, mk in adapter_key_map(model, adapter_name).items() if mk in sd}
+    out.update({k: sd[k] for k in _extra_keys(model, config, save_embedding_layers) if k in sd})
     tuner = getattr(model, "base_model", None)
     return tuner.adapter_state_to_save(out, adapter_name) if isinstance(tuner, BaseTuner) else out
 
@@ -181,7 +181,10 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
         lines = "\n".join(f"- {k}: found shape {got} in the checkpoint and {want} in the model instantiated" for k, got, want in mismatched)
         warnings.warn(f"Some weights of {type(model).__name__} were not initialized from the model checkpoint and are being "
                       f"ignored because you passed `ignore_mismatched_sizes=True`: {lines}. They keep their initial values.")
-    if missing: warnings.warn(f"Adapter tensors missing from the checkpoint (left at their init): {missing[:10]}")
+    if missing:   # PEFT's words first (it lists model keys)
+        warnings.warn(f"Found missing adapter keys while loading the checkpoint: {[kmap[k] for k in missing]}. These "
+                      f"tensors of adapter {adapter_name!r} were not in the file and keep their init; save the "
+                      f"adapter again from a model that has them if that was not intended.")
     if foreign_bias:
         warnings.warn(f"The checkpoint holds {len(foreign_bias)} base-model bias(es) that adapter {adapter_name!r} does not "
                       f"train under its config (bias={getattr(config, 'bias', 'none')!r}), e.g. {foreign_bias[:3]}; they were "
@@ -191,16 +194,21 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
     return AdapterLoadResult([kmap[k] for k in missing] + [k for k, *_ in mismatched if k in owned], unexpected)
 
 # %% ../nbs/11_io.ipynb #4b51a43a
+def _base_path(layer) -> list[str]:
+    "Where a wrapper keeps the module it wraps: ['base_layer'], ['original_module'], or deeper (trainable tokens)."
+    base = layer.base_layer if isinstance(layer, AdapterLayer) else layer.original_module
+    return next(n for n, m in layer.named_modules() if m is base and n).split(".")
+
 def _base_key(root: nn.Module, key: str) -> Optional[str]:
     "The key that `key` of `root.state_dict()` had before injection; None for an adapter's own tensor."
-    out, cur = [], root
-    for part in key.split("."):
-        if cur is None: out.append(part); continue
-        child = cur._modules.get(part)
+    out, cur, rest = [], root, key.split(".")
+    while rest:
+        if cur is None: out += rest; break
         if isinstance(cur, (AdapterLayer, ModulesToSaveWrapper)):
-            if part in ("base_layer", "original_module") and child is not None: cur = child; continue
-            return None                                   # lora_A..., modules_to_save copies, the wrapper's own tensors
-        out.append(part); cur = child
+            path = _base_path(cur)
+            if rest[:len(path)] != path: return None      # lora_A..., modules_to_save copies, the wrapper's own tensors
+            cur, rest = cur.get_submodule(".".join(path)), rest[len(path):]; continue
+        part = rest.pop(0); out.append(part); cur = cur._modules.get(part)
     return ".".join(out)
 
 def _base_keys(model: PeftModel) -> tuple[nn.Module, dict]:
@@ -360,14 +368,143 @@ def _config_for_saving(model: PeftModel, adapter_name: str) -> dict:
         d["auto_mapping"] = {"base_model_class": type(base).__name__, "parent_library": type(base).__module__}
     return model.base_model.config_to_save(d, adapter_name) if isinstance(model.base_model, BaseTuner) else d
 
-def _model_card(d: dict) -> str:
-    base = d.get("base_model_name_or_path")
-    tags = [f"base_model:adapter:{base}"] if base else []
-    tags += [str(d.get("peft_type", "")).lower(), "peftlab"]
-    head = "---\n" + (f"base_model: {base}\n" if base else "") + "library_name: peft\ntags:\n" + \
-           "".join(f"- {t}\n" for t in tags) + "---\n"
-    return head + f"\n# Adapter\n\nA {d.get('peft_type')} adapter in Hugging Face PEFT's format, trained with peftlab. " \
-                  f"Load it with `peftlab.PeftModel.from_pretrained(base_model, path)` or PEFT's equivalent.\n"
+# %% ../nbs/11_io.ipynb #eaa9b4ae
+_YAML_WORDS = re.compile(r"(?i)y|n|yes|no|true|false|on|off|null|~")
+
+def _yaml_str(s) -> str:
+    "`s` as a YAML scalar that reads back as the same string: plain where that is safe, else single-quoted."
+    s = str(s)
+    plain = re.fullmatch(r"[A-Za-z_][\w.\-/:@+]*", s) and not s.endswith(":") and not _YAML_WORDS.fullmatch(s)
+    return s if plain else "'" + s.replace("'", "''") + "'"
+
+def _card_parts(text: str) -> tuple[list, str]:
+    "A card's YAML front matter as `[key, lines]` blocks (a top-level key and the lines under it), and its body."
+    lines = text.split("\n")
+    end = next((i for i in range(1, len(lines)) if lines[i].rstrip() == "---"), None) if lines[0].rstrip() == "---" else None
+    if end is None: return [], text                          # no front matter: the whole text is the body
+    blocks = []
+    for ln in lines[1:end]:
+        m = re.match(r"([^\s#'\"\-][^:#]*?)\s*:(\s|$)", ln)   # `key:` at column 0 (not a list item, comment or indented)
+        if m or ln.startswith("#") or not blocks: blocks.append([m.group(1) if m else None, [ln]])
+        else: blocks[-1][1].append(ln)
+    return blocks, "\n".join(lines[end + 1:])
+
+def _card_list(lines: list) -> list:
+    "The items of a front-matter list: a block list (`- a`), a flow list (`[a, b]`) or one scalar."
+    head = lines[0].split(":", 1)[1].split(" #")[0].strip()
+    if head.startswith("["): items = head.strip("[]").split(",")
+    elif head: items = [head]
+    else: items = [ln.strip()[1:] for ln in lines[1:] if ln.strip().startswith("-")]
+    return [i.strip().strip("'\"") for i in items if i.strip()]
+
+def _card_set(blocks: list, key: str, value) -> None:
+    "Set a top-level key (a string, or a list written as a block list) where it is, or at the end."
+    lines = [f"{key}:"] + [f"- {_yaml_str(v)}" for v in value] if isinstance(value, list) else [f"{key}: {_yaml_str(value)}"]
+    for b in blocks:
+        if b[0] == key: b[1] = lines; return
+    blocks.append([key, lines])
+
+# %% ../nbs/11_io.ipynb #596ad4d6
+_NEEDED = "[More Information Needed]"
+_CARD_TEMPLATE = """
+# Model Card for {title}
+
+<!-- Provide a quick summary of what the adapter is/does. -->
+
+A {method} adapter in Hugging Face PEFT's format, trained with peftlab{on_base}. Load it with
+`peftlab.PeftModel.from_pretrained(base_model, path)` or PEFT's equivalent.
+
+## Model Details
+
+### Model Description
+
+- **Developed by:** {n}
+- **Model type:** {method} adapter{task}
+- **Language(s) (NLP):** {n}
+- **License:** {n}
+- **Finetuned from model:** {base}
+
+## Uses
+
+<!-- How the adapter is meant to be used, by whom, and uses it is not suited for. -->
+
+### Direct Use
+
+{n}
+
+### Out-of-Scope Use
+
+{n}
+
+## Bias, Risks, and Limitations
+
+{n}
+
+## How to Get Started with the Model
+
+```python
+from peftlab import PeftModel   # or: from peft import PeftModel
+model = PeftModel.from_pretrained(base_model, "<this folder or hub repository>")
+```
+
+## Training Details
+
+### Training Data
+
+{n}
+
+### Training Procedure
+
+- **Training regime:** {n} <!-- fp32, bf16 mixed precision, ... -->
+
+## Evaluation
+
+{n}
+
+## Environmental Impact
+
+Carbon emissions can be estimated with the [Machine Learning Impact calculator](https://mlco2.github.io/impact#compute).
+
+- **Hardware Type:** {n}
+- **Hours used:** {n}
+
+## Citation
+
+{n}
+"""
+
+# %% ../nbs/11_io.ipynb #10c4f44c
+def _card_metadata(model: PeftModel, d: dict) -> dict:
+    "PEFT's card metadata for the adapter whose saved config is `d`."
+    base = model.get_base_model()
+    tf = sys.modules.get("transformers")         # a transformers model means transformers is imported: never import it
+    tags = set(getattr(base, "model_tags", None) or []) | {str(d.get("peft_type", "")).lower(), "peftlab"}
+    if tf is not None and isinstance(base, tf.PreTrainedModel): tags.add("transformers")
+    if getattr(base, "name_or_path", None): tags.add(f"base_model:adapter:{base.name_or_path}")
+    meta = {"library_name": "peft", "tags": sorted(tags)}
+    cfg = getattr(base, "config", None)
+    cfg = cfg.to_dict() if callable(getattr(cfg, "to_dict", None)) else cfg
+    if isinstance(cfg, dict) and cfg.get("_name_or_path"): meta["base_model"] = cfg["_name_or_path"]
+    if isinstance(model, PeftModelForCausalLM): meta["pipeline_tag"] = "text-generation"
+    return meta
+
+def _model_card(d: dict, meta: dict, existing: Optional[str] = None) -> str:
+    "`existing` with PEFT's metadata and framework versions added, or (None) a new card from peftlab's template."
+    from peftlab import __version__
+    base, task = d.get("base_model_name_or_path"), d.get("task_type")
+    blocks, body = _card_parts(existing) if existing is not None else ([], _CARD_TEMPLATE.format(
+        title=f"a {d.get('peft_type')} adapter" + (f" of {base}" if base else ""), method=d.get("peft_type"),
+        on_base=f" on `{base}`" if base else "", task=f" (task: {task})" if task else "", base=base or _NEEDED, n=_NEEDED))
+    have = {b[0]: b[1] for b in blocks}
+    for k, v in meta.items():
+        if k == "tags": v = sorted(set(v) | set(_card_list(have["tags"]) if "tags" in have else []))
+        if k == "pipeline_tag" and k in have: continue          # a pipeline tag already set stays (PEFT's rule)
+        _card_set(blocks, k, v)
+    lines, head = body.rstrip("\n").split("\n"), "### Framework versions"
+    new = [l for l in (f"- PEFT {PEFT_FORMAT_VERSION}", f"- peftlab {__version__}") if l not in lines]
+    if head in lines: i = lines.index(head) + 2; lines[i:i] = new
+    elif new: lines += ["", head, "", *new]
+    return "---\n" + "\n".join(l for b in blocks for l in b[1]) + "\n---\n" + "\n".join(lines) + "\n"
 
 # %% ../nbs/11_io.ipynb #784e25f9
 def _check_not_partitioned(model: nn.Module, sd: dict, names: list, save_embedding_layers) -> None:
@@ -414,6 +551,10 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
     _check_not_partitioned(self, sd, names, save_embedding_layers)
     files = {name: _full_tensors(get_peft_model_state_dict(self, sd, name, save_embedding_layers)) for name in names}
     if not is_main_process: return
+    for name in names:
+        lost = [mk for mk in adapter_key_map(self, name).values() if mk not in sd]
+        if lost: warnings.warn(f"The state dict holds no entry for {len(lost)} tensor(s) of adapter {name!r}, e.g. "
+                               f"{lost[:3]}; they are not saved (as in PEFT), and loading this adapter leaves them at their init.")
     for name, tensors in files.items():
         out = adapter_folder(save_directory, name)
         seen, clean = {}, {}
@@ -430,8 +571,10 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
         wname, other = (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME) if safe_serialization else (WEIGHTS_NAME, SAFETENSORS_WEIGHTS_NAME)
         writers = {wname: _write_tensors(clean, safe_serialization, {"peftlab_config": config_fingerprint(d)}),
                    CONFIG_NAME: _write_json(d)}
-        if not (out / "README.md").exists():
-            writers["README.md"] = lambda p, d=d: Path(p).write_text(_model_card(d))
+        meta, card = _card_metadata(self, d), out / "README.md"   # read under the folder's lock, when the unit is written
+        writers["README.md"] = lambda p, d=d, meta=meta, card=card: Path(p).write_text(_model_card(
+            d, meta, card.read_text(encoding="utf-8", errors="surrogateescape") if card.is_file() else None),
+            encoding="utf-8", errors="surrogateescape")
         write_adapter_files(out, writers, remove=[other])   # one unit; the other weight format would load instead
 
 # %% ../nbs/11_io.ipynb #3e564955
@@ -572,11 +715,32 @@ def from_pretrained(cls: PeftConfig, pretrained_model_name_or_path: str, subfold
     where = Path(path).parent / CONFIG_NAME
     return _config_from_dict(_config_dict(raw, where, cls), where, cls)
 
+# %% ../nbs/11_io.ipynb #be51c7c5
+def _remap_keys(tensors: dict, key_mapping: Optional[dict], where="the checkpoint") -> dict:
+    "File keys renamed by `key_mapping` (`{regex: replacement}`, the first that matches wins), under PEFT's prefix rule."
+    if not key_mapping: return tensors
+    out = {}
+    for key, t in tensors.items():
+        prefix = next((p for p in ("base_model.model.", "base_model.") if key.startswith(p)), None)
+        if prefix is None:
+            raise ValueError(f"An error occurred while trying to load a PEFT state_dict with key_mapping. {where} has the "
+                             f"key {key!r}, which does not start with 'base_model.'; key_mapping applies to PEFT adapter "
+                             f"files, whose keys all do. Load this file without key_mapping.")
+        rest = key[len(prefix):]
+        for pattern, replacement in key_mapping.items():
+            new, n = re.subn(pattern, replacement, rest)
+            if n: rest = new; break
+        out[prefix + rest] = t
+    return out
+
 # %% ../nbs/11_io.ipynb #c02cd16c
-def load_peft_weights(model_id: str, device: Optional[str] = None, subfolder: Optional[str] = None, **hub_kwargs) -> dict:
+def load_peft_weights(model_id: str, device: Optional[str] = None, subfolder: Optional[str] = None,
+                      key_mapping: Optional[dict] = None, # `{regex: replacement}` for the keys, as in PEFT (see above)
+                      **hub_kwargs) -> dict:
     "Adapter tensors from `adapter_model.safetensors` (preferred) or a legacy `adapter_model.bin`."
     with reading_folder(_local_folder(str(model_id), subfolder)):
-        return _read_weights(_weights_file(str(model_id), subfolder, **hub_kwargs), device or "cpu")[0]
+        f = _weights_file(str(model_id), subfolder, **hub_kwargs)
+        return _remap_keys(_read_weights(f, device or "cpu")[0], key_mapping, f)
 
 # %% ../nbs/11_io.ipynb #e38a6b19
 @patch
@@ -631,11 +795,13 @@ def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable
                  torch_device: Optional[str] = None, subfolder: Optional[str] = None,
                  residual_base: bool = False, # the base already holds the residual of a PiSSA / OLoRA adapter
                  autocast_adapter_dtype: bool = True, # False: a new adapter stays in the base weights' dtype
+                 key_mapping: Optional[dict] = None, # `{regex: replacement}` renaming the file's keys (`_remap_keys`)
                  **kwargs):
     "Load the adapter saved at `model_id` into this model under the name `adapter_name`."
     files = kwargs.pop("_adapter_files", None)
     ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
     d, weights, cpath, wpath = files or _read_adapter(model_id, subfolder, torch_device, **kwargs)
+    weights = _remap_keys(weights, key_mapping, wpath)
     created = adapter_name not in self.peft_config
     if created:
         config = _config_from_dict(d, cpath)
@@ -660,6 +826,7 @@ def from_pretrained(cls: PeftModel, model: nn.Module, model_id: str, adapter_nam
                     is_trainable: bool = False, config: Optional[PeftConfig] = None,
                     autocast_adapter_dtype: bool = True, low_cpu_mem_usage: bool = False,
                     residual_base: bool = False, # `model` already holds the residual of this PiSSA / OLoRA adapter
+                    key_mapping: Optional[dict] = None, # None: the model's `_checkpoint_conversion_mapping` (not for prompts)
                     **kwargs) -> PeftModel:
     "Wrap `model` with the adapter saved at `model_id` (a folder or a hub repo id)."
     if isinstance(model, PeftModel):
@@ -670,10 +837,12 @@ def from_pretrained(cls: PeftModel, model: nn.Module, model_id: str, adapter_nam
     config = config or _config_from_dict(files[0], files[2])
     config.inference_mode = not is_trainable
     if cls is PeftModel: cls = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, PeftModel)
+    if key_mapping is None and not config.is_prompt_learning:   # PEFT's rule: a model's own conversion of old checkpoints
+        key_mapping = getattr(model, "_checkpoint_conversion_mapping", None)
     with loading_adapter(base_prepared=residual_base):
         pm = cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
     try: pm.load_adapter(model_id, adapter_name, is_trainable=is_trainable, subfolder=subfolder, _adapter_files=files,
-                         autocast_adapter_dtype=autocast_adapter_dtype, **kwargs)
+                         autocast_adapter_dtype=autocast_adapter_dtype, key_mapping=key_mapping, **kwargs)
     except BaseException:
         with contextlib.suppress(Exception): pm.unload()   # give the caller's model back without adapter layers
         raise

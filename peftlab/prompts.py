@@ -325,9 +325,8 @@ class PromptTuner(BaseTuner):
             raise ValueError(f"Prompt methods need task_type (one of {[t.value for t in PROMPT_TASKS]}) to know how to "
                              f"feed virtual tokens to a {type(model).__name__}.")
         if config.peft_type == PeftType.PREFIX_TUNING:
-            if not _supports_cache(model):
-                raise ValueError(f"Prefix tuning needs a model that takes a key/value cache (`cache` or `past_key_values`); "
-                                 f"{type(model).__name__} does not. Use prompt tuning or P-tuning instead.")
+            if not _supports_cache(model):   # PEFT builds it too (checkpoints can be converted, saved, loaded); forward refuses
+                warnings.warn(f"{_no_cache_message(model)} The adapter can be saved and loaded, but forward and generate fail.")
             if any(getattr(m, "gradient_checkpointing", False) for m in model.modules()):
                 raise ValueError("Prefix tuning does not work with gradient checkpointing; disable it or use prompt tuning.")
         return config
@@ -343,7 +342,8 @@ class PromptTuner(BaseTuner):
         elif config.peft_type == PeftType.PROMPT_TUNING: enc = PromptEmbedding(config, _word_embeddings(model))
         elif config.peft_type == PeftType.P_TUNING: enc = PromptEncoder(config)
         else: enc = PrefixEncoder(config)
-        dev = _word_embeddings(model).weight.device
+        emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        dev = emb.weight.device if emb is not None else next(model.parameters(), torch.zeros(0)).device  # a prefix needs none
         self.prompt_encoder[adapter_name] = enc.to(dev)
 
 # %% ../nbs/05_prompts.ipynb #46c6b53d
@@ -415,6 +415,10 @@ def _supports_cache(model) -> bool:
     base = _backbone(model)
     return isinstance(base, nn.Module) and base is not model and _cache_arg(base) is not None
 
+def _no_cache_message(model) -> str:
+    return (f"Prefix tuning needs a model that takes a key/value cache (`cache` or `past_key_values`); "
+            f"{type(model).__name__} does not. Use prompt tuning or P-tuning instead.")
+
 # %% ../nbs/05_prompts.ipynb #e0560b37
 @patch_to(PromptTuner)
 def prompt_table(self, adapter_name: Optional[str] = None) -> torch.Tensor:
@@ -482,6 +486,7 @@ def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, label
     if self._disabled:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, labels=labels, **kwargs)
     cfg = self.active_config
+    if cfg.peft_type == PeftType.PREFIX_TUNING and not _supports_cache(self.model): raise ValueError(_no_cache_message(self.model))
     if cfg.task_type == TaskType.SEQ_2_SEQ_LM:
         return self._forward_seq2seq(input_ids, attention_mask, inputs_embeds, labels, task_ids=task_ids, **kwargs)
     n, B = cfg.num_virtual_tokens, _batch_size(input_ids, inputs_embeds)
@@ -601,6 +606,7 @@ def generate(self, *args, **kwargs):
     "`generate` of the base model with the active adapter's virtual tokens."
     if self._disabled: return self.model.generate(*args, **kwargs)
     cfg, n = self.active_config, self.active_config.num_virtual_tokens
+    if cfg.peft_type == PeftType.PREFIX_TUNING and not _supports_cache(self.model): raise ValueError(_no_cache_message(self.model))
     if args: kwargs["input_ids"] = args[0]; args = ()
     task_ids = kwargs.pop("task_ids", None)
     if kwargs.get("position_ids") is not None: self._adjust_ids(kwargs)
