@@ -22,14 +22,15 @@ def pytest_collection_finish(session):
 CONFIG_METHOD = {"LoraConfig": "LoRA", "AdaLoraConfig": "AdaLoRA", "IA3Config": "IA3", "LoHaConfig": "LoHa",
                  "LoKrConfig": "LoKr", "VeraConfig": "VeRA", "PromptTuningConfig": "prompt tuning",
                  "PrefixTuningConfig": "prefix tuning", "PromptEncoderConfig": "p-tuning",
-                 "MultitaskPromptTuningConfig": "multitask prompt tuning"}
+                 "MultitaskPromptTuningConfig": "multitask prompt tuning", "TrainableTokensConfig": "trainable tokens"}
 # on the node id, CamelCase split and lower-cased, words joined by "_"
-NODEID_METHOD = [(r"(^|_)ada_?lora", "AdaLoRA"), (r"(^|_)dora", "DoRA"), (r"(^|_)lora", "LoRA"), (r"(^|_)ia_?3", "IA3"),
+NODEID_METHOD = [(r"(^|_)ro_ad(_|$)", "Road"), (r"(^|_)trainable_?tokens?(_|$)", "trainable tokens"),
+                 (r"(^|_)ada_?lora", "AdaLoRA"), (r"(^|_)dora", "DoRA"), (r"(^|_)lora", "LoRA"), (r"(^|_)ia_?3", "IA3"),
                  (r"(^|_)loha", "LoHa"), (r"(^|_)lokr", "LoKr"), (r"(^|_)vera(_|$|config)", "VeRA"),
                  (r"(^|_)prefix", "prefix tuning"), (r"(^|_)(p_?tuning|prompt_?encoder)", "p-tuning"),
                  (r"(^|_)multitask", "multitask prompt tuning"), (r"(^|_)prompt", "prompt tuning")]
 IMPLEMENTED_DIRS = {"lora", "adalora", "ia3", "loha", "lokr", "vera", "prompt_tuning", "prefix_tuning", "p_tuning",
-                    "multitask_prompt_tuning"}
+                    "multitask_prompt_tuning", "trainable_tokens", "mixed"}
 
 
 def _walk(v, depth=0):

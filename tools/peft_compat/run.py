@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PEFT_VERSION = "0.21.2"
 IN_SCOPE = ["LoRA", "DoRA", "AdaLoRA", "IA3", "LoHa", "LoKr", "VeRA", "prompt tuning", "prefix tuning", "p-tuning",
-            "multitask prompt tuning", "general"]
+            "multitask prompt tuning", "trainable tokens", "general"]
 DEFAULT_FILES = ["test_config.py"]
 CAUSES = ["PEFT-internal name", "not implemented in peftlab", "hub/CUDA", "behaviour"]
 # behaviour failures where peftlab does the right thing but says it in other words than PEFT (pytest.raises(match=),
