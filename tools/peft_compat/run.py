@@ -23,7 +23,30 @@ PEFT_VERSION = "0.21.2"
 IN_SCOPE = ["LoRA", "DoRA", "AdaLoRA", "IA3", "LoHa", "LoKr", "VeRA", "prompt tuning", "prefix tuning", "p-tuning",
             "multitask prompt tuning", "trainable tokens", "general"]
 DEFAULT_FILES = ["test_config.py"]
-CAUSES = ["PEFT-internal name", "not implemented in peftlab", "hub/CUDA", "behaviour"]
+CAUSES = ["PEFT-internal name", "not implemented in peftlab", "hub/CUDA", "known difference", "behaviour"]
+# behaviour failures where peftlab deliberately or necessarily differs: (node id regex, why). Each is listed in the
+# report with the number of tests it matched; a failure only counts here when it is a behaviour failure.
+KNOWN_DIFFERENCES = [
+    (r"TestDynamicDispatch::test_target_layer_without_in_features_out_features",
+     "the test subclasses `(nn.Module, lora.LoraLayer)`; peftlab's LoraLayer is itself an nn.Module, so that base "
+     "order has no method resolution order (the peftlab spelling is `class MyLora(LoraLayer)`)"),
+    (r"::test_(modules_to_save|trainable_token_indices)_targets_lora_layer_raises",
+     "peftlab raises PEFT's sentence, but the test's regex spells PEFT's own class paths "
+     "(`<class 'peft.utils.other.ModulesToSaveWrapper'>`), where peftlab names its classes"),
+    (r"::test_mixed_adapter_batches_lora_with_dora_raises",
+     "peftlab's mixed-adapter batches support DoRA adapters (each row equals that row run alone with its adapter: "
+     "`check_method` in nbs/02b_dora); PEFT refuses them"),
+    (r"::test_mixed_adapter_batches_partly_overlapping_target_layers\[LoRA",
+     "a flaky test: its model is not seeded and it compares log-softmax outputs near 0 with rtol 1e-5, so rounding "
+     "differences of 1e-6 fail it for some weights; PEFT itself fails it for 6 of 200 seeds"),
+]
+
+
+def cause_of(nodeid, msg, text=""):
+    "classify(), with behaviour failures of the KNOWN_DIFFERENCES tests set apart."
+    c = classify(msg, text)
+    if c == "behaviour" and any(re.search(p, nodeid) for p, _ in KNOWN_DIFFERENCES): return "known difference"
+    return c
 # behaviour failures where peftlab does the right thing but says it in other words than PEFT (pytest.raises(match=),
 # pytest.warns(match=), or an assert on the message text)
 WORDING = re.compile(r"Regex pattern did not match|matching the regex|\.startswith\b|where False = .* in ", re.I)
@@ -147,7 +170,7 @@ def write_report(out, args, cmdline, manifest, selected, res, collect_rc, run_rc
             if o is None: c["not run"] += 1; continue
             c["run"] += 1
             c[o[0]] += 1
-            if o[0] == "failed": c[classify(o[1], o[2])] += 1
+            if o[0] == "failed": c[cause_of(n, o[1], o[2])] += 1
         return c
     files = sorted({n.split("::")[0] for n in selected})
     lines = [f"# PEFT {PEFT_VERSION}'s own tests, run against peftlab\n",
@@ -170,11 +193,12 @@ def write_report(out, args, cmdline, manifest, selected, res, collect_rc, run_rc
              "- failure causes, from the exception text (`run.py: classify`): **PEFT-internal name** (the shim could "
              "not map a name internal to PEFT), **not implemented in peftlab** (a public PEFT name peftlab lacks, or "
              "a missing option/attribute: unexpected keyword, no attribute, NotImplementedError, not supported), "
-             "**hub/CUDA** (needs the Hub or a GPU), **behaviour** (everything else: peftlab ran and differs).\n",
+             "**hub/CUDA** (needs the Hub or a GPU), **known difference** (a behaviour failure of a test listed, with "
+             "its reason, under 'Known differences' below), **behaviour** (everything else: peftlab ran and differs).\n",
              "## Totals\n", table([dict(count(selected), scope="all selected")], ["scope"] + keys),
              "Of the behaviour failures, {} are about wording: an error or warning of the right kind whose text differs "
              "from PEFT's (`pytest.raises(match=)` / `pytest.warns(match=)` / an assert on the message).\n".format(sum(
-                 1 for n in selected if (o := res.get(n)) and o[0] == "failed" and classify(o[1], o[2]) == "behaviour"
+                 1 for n in selected if (o := res.get(n)) and o[0] == "failed" and cause_of(n, o[1], o[2]) == "behaviour"
                  and is_wording(o[1], o[2]))),
              "## Per test file\n",
              table([dict(count([n for n in selected if n.split('::')[0] == f]), file=f) for f in files],
@@ -191,13 +215,18 @@ def write_report(out, args, cmdline, manifest, selected, res, collect_rc, run_rc
         example = {}
         for n in selected:
             o = res.get(n)
-            if o and o[0] == "failed" and classify(o[1], o[2]) == cause:
+            if o and o[0] == "failed" and cause_of(n, o[1], o[2]) == cause:
                 k = group_key(o[1], n); msgs[k] += 1; example.setdefault(k, n)
         if not msgs: continue
         lines.append(f"### {cause} ({sum(msgs.values())} failures, {len(msgs)} distinct messages)\n")
         lines.append(table([{"count": c, "message": "`" + m.replace("|", "\\|").replace("`", "'") + "`",
                              "example test": "`" + example[m].split("/")[-1] + "`"}
                             for m, c in msgs.most_common(args.top)], ["count", "message", "example test"]))
+    lines += ["## Known differences\n", table([{"tests": "`" + p.replace("\\\\", "\\").replace("|", "\\|") + "`", "why": why,
+        "failed here": sum(1 for n in selected if re.search(p, n) and (o := res.get(n)) and o[0] == "failed"
+                           and cause_of(n, o[1], o[2]) == "known difference"),
+        "passed here": sum(1 for n in selected if re.search(p, n) and (o := res.get(n)) and o[0] == "passed")}
+        for p, why in KNOWN_DIFFERENCES], ["tests", "why", "failed here", "passed here"])]
     skips = collections.Counter(normalise(o[1]) for n in selected if (o := res.get(n)) and o[0] == "skipped")
     if skips:
         lines += ["## Skip reasons\n", table([{"count": c, "reason": "`" + m.replace("|", "\\|") + "`"}
