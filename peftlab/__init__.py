@@ -9,20 +9,21 @@ __all__ = ['prepare_model_for_kbit_training', 'PeftType', 'TaskType', 'PeftConfi
            'PeftModelForCausalLM', 'PeftModelForSeq2SeqLM', 'PeftModelForSequenceClassification',
            'PeftModelForTokenClassification', 'PeftModelForQuestionAnswering', 'PeftModelForFeatureExtraction',
            'get_peft_model', 'get_layer_status', 'get_model_status', 'create_loraplus_optimizer',
-           'inject_adapter_in_model', 'PeftMixedModel', 'MixedModel', 'COMPATIBLE_TUNER_TYPES', 'hotswap_adapter',
-           'hotswap_adapter_from_state_dict', 'prepare_model_for_compiled_hotswap', 'check_hotswap_configs_compatible',
-           'TrainableTokensConfig', 'TrainableTokensModel', 'TrainableTokensLayer', 'TrainableTokensWrapper',
-           'ParamWrapper', 'replicate_layers', 'untie_replicated_layers', 'get_base_model_state_dict',
-           'set_base_model_state_dict', 'TiedLinear', 'tied_module_names', 'input_embedding_name', 'ConfigKeysError',
-           'PromptEncoder', 'LoraConfig', 'LoraModel', 'IA3Config', 'IA3Model', 'AdaLoraConfig', 'AdaLoraModel',
-           'AdaLoraCallback', 'rank_history', 'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig',
-           'PrefixTuningConfig', 'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig',
-           'PromptTuner', 'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel',
-           'LoKrConfig', 'LoKrModel', 'VeraConfig', 'VeraModel', 'BottleneckConfig', 'pissa_init', 'olora_init',
-           'LoftQConfig', 'loftq_decompose', 'replace_lora_weights_loftq', 'loftq_report', 'plot_loftq',
-           'BottleneckModel', 'fit', 'evaluate', 'accuracy', 'default_collate', 'get_peft_model_state_dict',
-           'set_peft_model_state_dict', 'load_peft_weights', 'AutoPeftModel', 'AutoPeftModelForCausalLM',
-           'AutoPeftModelForSeq2SeqLM', 'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
+           'inject_adapter_in_model', 'PeftMixedModel', 'MixedModel', 'COMPATIBLE_TUNER_TYPES',
+           'AuxiliaryTrainingWrapper', 'hotswap_adapter', 'hotswap_adapter_from_state_dict',
+           'prepare_model_for_compiled_hotswap', 'check_hotswap_configs_compatible', 'TrainableTokensConfig',
+           'TrainableTokensModel', 'TrainableTokensLayer', 'TrainableTokensWrapper', 'ParamWrapper', 'replicate_layers',
+           'untie_replicated_layers', 'get_base_model_state_dict', 'set_base_model_state_dict', 'TiedLinear',
+           'tied_module_names', 'input_embedding_name', 'ConfigKeysError', 'PromptEncoder', 'LoraConfig', 'LoraModel',
+           'IA3Config', 'IA3Model', 'AdaLoraConfig', 'AdaLoraModel', 'AdaLoraCallback', 'rank_history',
+           'plot_rank_allocation', 'PromptTuningConfig', 'PromptEncoderConfig', 'PrefixTuningConfig',
+           'PromptTuningInit', 'PromptEncoderReparameterizationType', 'PromptLearningConfig', 'PromptTuner',
+           'MultitaskPromptTuningConfig', 'MultitaskPromptTuningInit', 'LoHaConfig', 'LoHaModel', 'LoKrConfig',
+           'LoKrModel', 'VeraConfig', 'VeraModel', 'BottleneckConfig', 'pissa_init', 'olora_init', 'LoftQConfig',
+           'loftq_decompose', 'replace_lora_weights_loftq', 'loftq_report', 'plot_loftq', 'BottleneckModel', 'fit',
+           'evaluate', 'accuracy', 'default_collate', 'get_peft_model_state_dict', 'set_peft_model_state_dict',
+           'load_peft_weights', 'AutoPeftModel', 'AutoPeftModelForCausalLM', 'AutoPeftModelForSeq2SeqLM',
+           'AutoPeftModelForSequenceClassification', 'AutoPeftModelForTokenClassification',
            'AutoPeftModelForQuestionAnswering', 'AutoPeftModelForFeatureExtraction', 'param_breakdown',
            'plot_param_breakdown', 'delta_spectra', 'delta_svd', 'spectra_summary', 'energy_fractions', 'plot_spectra',
            'plot_effective_rank', 'subspace_similarity', 'plot_subspace_similarity', 'amplification', 'adapter_status',
@@ -84,7 +85,7 @@ from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft
 
 # %% ../nbs/99_init.ipynb #f500c46b
 from .model import inject_adapter_in_model
-from .mixed import PeftMixedModel, MixedModel, COMPATIBLE_TUNER_TYPES
+from .mixed import PeftMixedModel, MixedModel, COMPATIBLE_TUNER_TYPES, AuxiliaryTrainingWrapper
 from .hotswap import (hotswap_adapter, hotswap_adapter_from_state_dict, prepare_model_for_compiled_hotswap,
                              check_hotswap_configs_compatible)
 
@@ -102,7 +103,7 @@ _all_ = ["PeftType", "TaskType", "PeftConfig", "TunerConfig", "AdapterLayer", "B
          "PeftModelForSeq2SeqLM", "PeftModelForSequenceClassification", "PeftModelForTokenClassification",
          "PeftModelForQuestionAnswering", "PeftModelForFeatureExtraction", "get_peft_model", "get_layer_status",
          "get_model_status", "create_loraplus_optimizer", "inject_adapter_in_model", "PeftMixedModel", "MixedModel",
-         "COMPATIBLE_TUNER_TYPES", "hotswap_adapter", "hotswap_adapter_from_state_dict", "prepare_model_for_compiled_hotswap",
+         "COMPATIBLE_TUNER_TYPES", "AuxiliaryTrainingWrapper", "hotswap_adapter", "hotswap_adapter_from_state_dict", "prepare_model_for_compiled_hotswap",
          "check_hotswap_configs_compatible", "TrainableTokensConfig", "TrainableTokensModel", "TrainableTokensLayer",
          "TrainableTokensWrapper", "ParamWrapper", "replicate_layers", "untie_replicated_layers",
          "get_base_model_state_dict", "set_base_model_state_dict", "TiedLinear", "tied_module_names", "input_embedding_name", "ConfigKeysError", "PromptEncoder", "LoraConfig", "LoraModel",

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01a_mixed.ipynb #4ed831f1
 from __future__ import annotations
-import contextlib, functools
+import abc, contextlib, copy, functools
 from typing import Optional, Union
 import torch
 import torch.nn as nn
@@ -14,17 +14,17 @@ from .io import adapter_key_map, _read_adapter, _config_from_dict
 from .lora import LoraModel                      # importing the methods a mixed model combines
 from .lycoris import LoHaModel, LoKrModel         # registers them
 from .adalora import AdaLoraModel
+from .trainable_tokens import TrainableTokensWrapper
 
 # %% auto #0
-__all__ = ['COMPATIBLE_TUNER_TYPES', 'MixedModel', 'PeftMixedModel']
+__all__ = ['COMPATIBLE_TUNER_TYPES', 'MixedModel', 'PeftMixedModel', 'AuxiliaryTrainingWrapper']
 
 # %% ../nbs/01a_mixed.ipynb #40959f21
 COMPATIBLE_TUNER_TYPES = (PeftType.LORA, PeftType.LOHA, PeftType.LOKR, PeftType.ADALORA)
 
 def _check_config_compatible(peft_config) -> None:
     "Refuse a config a mixed model cannot hold: another method (PEFT's message first), or DoRA."
-    if not isinstance(peft_config, PeftConfig):
-        raise TypeError(f"peft_config must be a peftlab config such as LoraConfig(...), got {type(peft_config).__name__}.")
+    check_config(peft_config)
     pt = PeftType(peft_config.peft_type)
     if pt not in COMPATIBLE_TUNER_TYPES:
         raise ValueError(f"The provided `peft_type` '{pt.value}' is not compatible with the `PeftMixedModel`. "
@@ -77,11 +77,18 @@ def _prepare_config(self: MixedModel, config, model):
     config = resolve_target_modules(config, model, LORA_TARGET_MODULES, self._view(config.peft_type).method_name)
     return self._view(config.peft_type)._prepare_config(config, model)
 
+def _frozen(config):
+    "A copy of `config` with `inference_mode=True` (the adapter as a check that counts trained adapters sees it)."
+    config = copy.copy(config); config.inference_mode = True
+    return config
+
 @patch
 def _check_new_adapter_config(self: MixedModel, config):
     _check_config_compatible(config)
     view = self._view(config.peft_type)
-    view.peft_config = {n: c for n, c in self.peft_config.items() if c.peft_type == config.peft_type}
+    no_allocator = PeftType(config.peft_type) == PeftType.ADALORA    # AdaLoRA's one-trainable rule is its allocator's
+    view.peft_config = {n: _frozen(c) if no_allocator else c for n, c in self.peft_config.items()
+                        if c.peft_type == config.peft_type}
     try: view._check_new_adapter_config(config)
     finally: view.peft_config = self.peft_config
 
@@ -263,6 +270,23 @@ def get_layer_status(self: PeftMixedModel):
 @patch
 def get_model_status(self: PeftMixedModel):
     raise TypeError("get_model_status is not supported for PeftMixedModel (as in PEFT); use it on a PeftModel.")
+
+# %% ../nbs/01a_mixed.ipynb #d2c69cb2
+class AuxiliaryTrainingWrapper(abc.ABC):
+    "PEFT's base of `ModulesToSaveWrapper` and `TrainableTokensWrapper`: both register here as virtual subclasses."
+
+AuxiliaryTrainingWrapper.register(ModulesToSaveWrapper)
+AuxiliaryTrainingWrapper.register(TrainableTokensWrapper)
+
+@patch
+def _get_available_adapters(self: ModulesToSaveWrapper) -> set[str]:
+    "The adapters that have a copy of the module here."
+    return set(self.adapter_names)
+
+@patch
+def _get_available_adapters(self: TrainableTokensWrapper) -> set[str]:
+    "The adapters that have rows of the embedding here."
+    return set(self.adapter_names)
 
 # %% ../nbs/01a_mixed.ipynb #4a52eb0c
 @patch
