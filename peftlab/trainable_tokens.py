@@ -103,6 +103,14 @@ class TrainableTokensLayer(AdapterLayer):
             W.data.index_copy_(0, self._index(a, W.device), rows)
             self.merged_adapters.append(a)
 
+# %% ../nbs/09_trainable_tokens.ipynb #c6470e79
+_UPCAST_DTYPES = {torch.float16, torch.bfloat16} | {getattr(torch, n) for n in (
+    "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu") if hasattr(torch, n)}
+
+def _rows_dtype(W: torch.Tensor) -> torch.dtype:
+    "The dtype trained rows of table `W` are kept in: float32 for a lower-precision float table (PEFT's autocast rule), else W's."
+    return torch.float32 if W.dtype in _UPCAST_DTYPES else W.dtype
+
 # %% ../nbs/09_trainable_tokens.ipynb #ca2f82f8
 @patch
 def update_layer(self: TrainableTokensLayer, adapter_name: str, token_indices: list, init_weights: bool = True):
@@ -122,7 +130,7 @@ def update_layer(self: TrainableTokensLayer, adapter_name: str, token_indices: l
         originals = W[idx].detach().clone()
         values = originals.clone() if init_weights else torch.randn(originals.shape, dtype=W.dtype, device=W.device)
     self.token_indices[adapter_name] = idx
-    self.trainable_tokens_delta[adapter_name] = nn.Parameter(values)
+    self.trainable_tokens_delta[adapter_name] = nn.Parameter(values.to(_rows_dtype(W)))   # float32 for a half-precision table
     self.trainable_tokens_original[adapter_name] = originals
 
 @patch
@@ -369,3 +377,16 @@ def _tie_token_wrappers(model: nn.Module, adapter_name: str, config, found: list
                       "Weight tying will not be applied for trainable_token_indices.")
 
 register_lora_option("trainable_token_indices", before=_check_token_indices, after=_add_trainable_tokens)
+
+# %% ../nbs/09_trainable_tokens.ipynb #3b92ac4f
+@patch
+def check_set_adapter(self: TrainableTokensWrapper, adapter_names: Union[str, list[str]]) -> Optional[str]:
+    "The one adapter of `adapter_names` this wrapper holds rows for (None: none); two or more are refused (PEFT's rule)."
+    names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+    here = [a for a in names if a in self.adapter_names]
+    if len(here) > 1:   # PEFT's wording first
+        raise ValueError(f"Only one adapter can be set at a time for TrainableTokensWrapper, got {len(here)}: adapters "
+                         f"{here} all hold rows of this embedding, and under LoRA one adapter's rows are used at a time. "
+                         f"Activate one of them (adapter_names=[...] still gives each row of a batch its own adapter).")
+    return here[0] if here else None
+
