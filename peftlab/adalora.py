@@ -129,8 +129,9 @@ class AdaLoraLayer(AdapterLayer):
         self.lora_A[adapter_name] = nn.Parameter(mk(r, self.q_width))
         self.lora_E[adapter_name] = nn.Parameter(mk(r, 1))
         self.lora_B[adapter_name] = nn.Parameter(mk(self.out_features, r))
-        self.ranknum[adapter_name] = nn.Parameter(torch.full((1,), float(r if ranknum is None else ranknum), device=dev),
-                                                  requires_grad=False)
+        with real_parameters():   # not in the file (PEFT saves no ranknum): real even with low_cpu_mem_usage=True
+            self.ranknum[adapter_name] = nn.Parameter(torch.full((1,), float(r if ranknum is None else ranknum), device=dev),
+                                                      requires_grad=False)
         if init_lora_weights and dev.type != "meta":
             with torch.no_grad():
                 self.lora_E[adapter_name].zero_()

@@ -18,9 +18,11 @@ __all__ = ['PEFT_FORMAT_VERSION', 'LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS'
            'output_head_names', 'expand_all_linear', 'PackedWeight', 'register_packed_weight',
            'register_model_preparer', 'prepare_layer_libraries', 'packed_weight', 'peft_numel', 'stored_bytes',
            'check_adapters_to_merge', 'AdapterLayer', 'MixedBatch', 'mixed_batch', 'loading_adapter',
-           'is_loading_adapter', 'base_is_prepared', 'ModulesToSaveWrapper', 'get_submodules', 'check_adapter_name',
-           'check_config', 'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'check_not_adapter_child',
-           'input_embedding_name', 'tied_module_names', 'register_peft_method', 'config_class_for']
+           'is_loading_adapter', 'base_is_prepared', 'init_empty_adapter_weights', 'real_parameters',
+           'empty_adapter_init', 'wants_empty_adapter_init', 'meta_adapter_tensors', 'ModulesToSaveWrapper',
+           'get_submodules', 'check_adapter_name', 'check_config', 'undo_on_failure', 'check_not_offloaded',
+           'BaseTuner', 'check_not_adapter_child', 'input_embedding_name', 'tied_module_names', 'register_peft_method',
+           'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -949,6 +951,55 @@ def base_is_prepared() -> bool:
     "True inside `loading_adapter(base_prepared=True)`: the user says the base already holds a residual (PiSSA, OLoRA)."
     return _BASE_PREPARED.get()
 
+# %% ../nbs/00_core.ipynb #8ddb3e96
+_EMPTY_INIT = contextvars.ContextVar("peftlab_empty_adapter_init", default=False)
+_KEEP_REAL = contextvars.ContextVar("peftlab_keep_parameters_real", default=False)
+
+@contextlib.contextmanager
+def init_empty_adapter_weights(*keep: nn.Module):
+    "Inside: parameters registered on any module go to the 'meta' device (buffers, and parameters `keep` holds, stay)."
+    kept = {id(p) for m in keep for p in m.parameters()}
+    old = nn.Module.register_parameter
+    def register(module, name, param):
+        old(module, name, param)
+        p = module._parameters.get(name)
+        if p is None or p.is_meta or id(p) in kept or _KEEP_REAL.get(): return
+        new = nn.Parameter(p.detach().to("meta"), requires_grad=p.requires_grad)
+        new.__dict__.update(vars(p))                      # attributes a library set on it
+        module._parameters[name] = new
+    nn.Module.register_parameter = register
+    try: yield
+    finally: nn.Module.register_parameter = old
+
+@contextlib.contextmanager
+def real_parameters():
+    "Inside `init_empty_adapter_weights`: parameters registered here stay real (a value no file holds, e.g. AdaLoRA's rank)."
+    t = _KEEP_REAL.set(True)
+    try: yield
+    finally: _KEEP_REAL.reset(t)
+
+@contextlib.contextmanager
+def empty_adapter_init(enabled: bool = True):
+    "Ask the injection inside this block to create the new adapters' parameters empty, on 'meta' (a file fills them)."
+    t = _EMPTY_INIT.set(bool(enabled))
+    try: yield
+    finally: _EMPTY_INIT.reset(t)
+
+def wants_empty_adapter_init() -> bool:
+    "True inside `empty_adapter_init()`."
+    return _EMPTY_INIT.get()
+
+# %% ../nbs/00_core.ipynb #e8b862d5
+def meta_adapter_tensors(model: nn.Module, adapter_name: str) -> list[str]:
+    "Parameters of `adapter_name` still on 'meta' in adapter layers whose base is real (created empty, never filled)."
+    out = []
+    for path, m in model.named_modules():
+        if not isinstance(m, AdapterLayer) or any(t.is_meta for t in m.get_base_layer().parameters()): continue
+        base = {id(t) for t in m.get_base_layer().parameters()}
+        out += [f"{path}.{n}" if path else n for n, t in m.named_parameters()
+                if t.is_meta and id(t) not in base and adapter_name in n.split(".")]
+    return out
+
 # %% ../nbs/00_core.ipynb #473f8f7a
 class ModulesToSaveWrapper(nn.Module):
     "Keeps the original module frozen and one trainable copy per adapter."
@@ -1246,7 +1297,10 @@ def inject_adapter(self: BaseTuner, model: nn.Module, adapter_name: str, config)
     try: self._check_new_adapter_config(config)
     finally: self.peft_config = full
     self.peft_config[adapter_name] = config
-    try: self._add_adapter_modules(model, adapter_name, config)
+    empty = wants_empty_adapter_init() and not config.is_prompt_learning   # low_cpu_mem_usage=True: a file fills them
+    try:
+        with init_empty_adapter_weights(model) if empty else contextlib.nullcontext():
+            self._add_adapter_modules(model, adapter_name, config)
     except BaseException: del self.peft_config[adapter_name]; raise
     self._set_modules_to_save(model, config, adapter_name)
     self.set_adapter(self.active_adapter or adapter_name)  # a new adapter stays inactive unless it is the active one

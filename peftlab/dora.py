@@ -74,7 +74,7 @@ def _weight_oi(self: DoraMixin, w=None) -> torch.Tensor:
 def _weight_norm(self: DoraMixin, a: str, w_oi: torch.Tensor) -> torch.Tensor:
     "Row norms of `w_oi + s·B A`, detached (DoRA §4.3)."
     dw = self._dora_ba(a).detach()
-    return torch.linalg.norm(w_oi.to(dw.dtype) + dw, dim=1).detach()
+    return torch.linalg.norm(w_oi.to(dw.device, dw.dtype) + dw, dim=1).detach()   # empty ('meta') B, A: an empty m, as PEFT
 
 # %% ../nbs/02b_dora.ipynb #729d18f6
 @patch

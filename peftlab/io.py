@@ -128,12 +128,31 @@ class AdapterLoadResult(typing.NamedTuple):
     missing_keys: list      # model keys of adapter tensors the file did not have (left at their init)
     unexpected_keys: list   # file keys that match nothing in the model (ignored)
 
+# %% ../nbs/11_io.ipynb #65a48b77
+def _device_for(model: nn.Module, key: str) -> Optional[torch.device]:
+    "Where the tensor at `key` lives when created for real: its adapter layer's base device (None: a 'meta' base)."
+    parts, owner = key.split("."), model
+    for i in range(len(parts) - 1, 0, -1):
+        m = model.get_submodule(".".join(parts[:i]))
+        if isinstance(m, AdapterLayer): owner = m.get_base_layer(); break
+    real = [t for t in [*owner.parameters(), *owner.buffers()] if not t.is_meta]
+    return real[0].device if real else None
+
+def _assign_to_empty(model: nn.Module, load: dict, model_sd: dict):
+    "Put the file's tensors in place of the model's empty ('meta') ones, in the dtype and on the device the model gives."
+    empty = {k: _device_for(model, k) for k in load if model_sd[k].is_meta}
+    empty = {k: d for k, d in empty.items() if d is not None}   # a model planned on 'meta' stays a plan
+    if not empty: return
+    model.load_state_dict({k: load.pop(k).to(device=d, dtype=model_sd[k].dtype) for k, d in empty.items()},
+                          strict=False, assign=True)
+
 # %% ../nbs/11_io.ipynb #465588a9
 class SizeMismatchError(RuntimeError, ValueError):
     "Checkpoint and model shapes differ: a `RuntimeError` as torch's `load_state_dict` (so PEFT) raises it, and a `ValueError` like peftlab's other checkpoint errors."
 
 def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: str = "default",
                               ignore_mismatched_sizes: bool = False, # skip tensors whose shape differs (they keep their init)
+                              low_cpu_mem_usage: bool = False, # PEFT's flag: empty ('meta') tensors are assigned whatever it says
                               ) -> AdapterLoadResult:
     "Load PEFT-format tensors into adapter `adapter_name`; returns `(missing_keys, unexpected_keys)`."
     tuner = getattr(model, "base_model", None)
@@ -176,7 +195,15 @@ def set_peft_model_state_dict(model: nn.Module, peft_state: dict, adapter_name: 
                                 f"(e.g. a resized vocabulary); nothing was loaded. Pass ignore_mismatched_sizes=True to load "
                                 f"the rest and leave these {len(mismatched)} tensor(s) at their init.")
     for k, *_ in mismatched: del load[k]
+    _assign_to_empty(model, load, model_sd)   # low_cpu_mem_usage=True: the file's tensors replace the 'meta' ones
     model.load_state_dict(load, strict=False)
+    empty = meta_adapter_tensors(model, adapter_name)
+    if empty:
+        raise ValueError(f"{len(empty)} tensor(s) of adapter {adapter_name!r} are still empty (on the 'meta' device) after "
+                         f"loading, e.g. {empty[:3]}: the adapter was created with low_cpu_mem_usage=True, which leaves "
+                         f"every tensor for the file to fill, and the checkpoint does not hold these. Load a checkpoint "
+                         f"with all of the adapter's tensors, or create the adapter with low_cpu_mem_usage=False so that "
+                         f"missing tensors keep their init.")
     if mismatched:
         lines = "\n".join(f"- {k}: found shape {got} in the checkpoint and {want} in the model instantiated" for k, got, want in mismatched)
         warnings.warn(f"Some weights of {type(model).__name__} were not initialized from the model checkpoint and are being "
@@ -796,6 +823,7 @@ def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable
                  residual_base: bool = False, # the base already holds the residual of a PiSSA / OLoRA adapter
                  autocast_adapter_dtype: bool = True, # False: a new adapter stays in the base weights' dtype
                  key_mapping: Optional[dict] = None, # `{regex: replacement}` renaming the file's keys (`_remap_keys`)
+                 low_cpu_mem_usage: bool = False, # a new adapter is created empty ('meta') and takes the file's tensors
                  **kwargs):
     "Load the adapter saved at `model_id` into this model under the name `adapter_name`."
     files = kwargs.pop("_adapter_files", None)
@@ -807,9 +835,11 @@ def load_adapter(self: PeftModel, model_id: str, adapter_name: str, is_trainable
         config = _config_from_dict(d, cpath)
         config.inference_mode = not is_trainable
         with loading_adapter(base_prepared=residual_base):
-            self.add_adapter(adapter_name, config, autocast_adapter_dtype=autocast_adapter_dtype)
+            self.add_adapter(adapter_name, config, autocast_adapter_dtype=autocast_adapter_dtype,
+                             low_cpu_mem_usage=low_cpu_mem_usage)
         if is_trainable and not config.is_prompt_learning: self.set_requires_grad(adapter_name)   # trains, not active
-    try: result = set_peft_model_state_dict(self, weights, adapter_name, ignore_mismatched_sizes=ignore_mismatched_sizes)
+    try: result = set_peft_model_state_dict(self, weights, adapter_name, ignore_mismatched_sizes=ignore_mismatched_sizes,
+                                            low_cpu_mem_usage=low_cpu_mem_usage)
     except ValueError as e:
         if created and len(self.peft_config) > 1:      # a failed load leaves the model as it was
             with contextlib.suppress(Exception): self.delete_adapter(adapter_name)
@@ -840,9 +870,11 @@ def from_pretrained(cls: PeftModel, model: nn.Module, model_id: str, adapter_nam
     if key_mapping is None and not config.is_prompt_learning:   # PEFT's rule: a model's own conversion of old checkpoints
         key_mapping = getattr(model, "_checkpoint_conversion_mapping", None)
     with loading_adapter(base_prepared=residual_base):
-        pm = cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+        pm = cls(model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
+                 low_cpu_mem_usage=low_cpu_mem_usage)
     try: pm.load_adapter(model_id, adapter_name, is_trainable=is_trainable, subfolder=subfolder, _adapter_files=files,
-                         autocast_adapter_dtype=autocast_adapter_dtype, key_mapping=key_mapping, **kwargs)
+                         autocast_adapter_dtype=autocast_adapter_dtype, key_mapping=key_mapping,
+                         low_cpu_mem_usage=low_cpu_mem_usage, **kwargs)
     except BaseException:
         with contextlib.suppress(Exception): pm.unload()   # give the caller's model back without adapter layers
         raise

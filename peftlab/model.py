@@ -54,7 +54,8 @@ class PeftModel(TunerWrapper):
         self.special_peft_forward_args = {"adapter_names"}
         tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(peft_config.peft_type)
         if tuner_cls is None: config_class_for(peft_config.peft_type)  # raises a clear error
-        self.base_model = tuner_cls(model, {adapter_name: peft_config}, adapter_name)
+        with empty_adapter_init(low_cpu_mem_usage):   # True: the adapter's parameters on 'meta' until a file fills them
+            self.base_model = tuner_cls(model, {adapter_name: peft_config}, adapter_name)
         if not autocast_adapter_dtype: self._cast_adapters_to_base_dtype()
         self._prepare_for_gradient_checkpointing(model)
         self._set_forward_signature(model)
@@ -235,12 +236,10 @@ def inject_adapter_in_model(peft_config: PeftConfig, model: nn.Module, adapter_n
     if peft_config.peft_type in _SHARED_STATE_TYPES:
         raise ValueError(f"`inject_adapter_in_model` does not support {peft_config.peft_type.value} because it uses shared "
                          f"state stored on the tuner. Please use `get_peft_model` instead.")
-    if low_cpu_mem_usage:
-        raise NotImplementedError("low_cpu_mem_usage=True (adapter weights on the meta device) is not supported: peftlab "
-                                  "loads adapter files into existing tensors. Use low_cpu_mem_usage=False (the default).")
     config = peft_config if state_dict is None else _config_for_state_dict(peft_config, model, state_dict, tuner_cls.prefix)
     before = dict(getattr(model, "peft_config", None) or {})
-    tuner = tuner_cls(model, {adapter_name: config}, adapter_name)
+    with empty_adapter_init(low_cpu_mem_usage):        # True: empty ('meta') adapters; set_peft_model_state_dict fills them
+        tuner = tuner_cls(model, {adapter_name: config}, adapter_name)
     if config is not peft_config:                       # keep the user's targets in the stored config, as PEFT does
         for f in _TARGET_FIELDS: setattr(tuner.peft_config[adapter_name], f, copy.deepcopy(getattr(peft_config, f)))
     model.peft_config = {**before, **tuner.peft_config}  # a second injection adds to the first's configs
@@ -284,7 +283,8 @@ def add_adapter(self: PeftModel, adapter_name: str, peft_config: PeftConfig, low
                          f"one model use get_peft_model(model, config, mixed=True) (a PeftMixedModel).")
     self._prepare_adapter_config(peft_config)
     kept = [(p, p.requires_grad) for p in self.parameters()]   # the injection re-marks what trains; put it back
-    self.base_model.safe_inject_adapter(self.base_model.model, adapter_name, peft_config)
+    with empty_adapter_init(low_cpu_mem_usage):   # True: on 'meta' until load_adapter / set_peft_model_state_dict fills it
+        self.base_model.safe_inject_adapter(self.base_model.model, adapter_name, peft_config)
     if not peft_config.is_prompt_learning:
         for p, g in kept: p.requires_grad_(g)
     if not autocast_adapter_dtype: self._cast_adapters_to_base_dtype(adapter_name)
