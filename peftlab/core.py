@@ -1492,8 +1492,8 @@ def _check_known(self: BaseTuner, names, what="adapter"):
             raise ValueError(f"Unknown {what} {n!r}; this model has adapters {sorted(self.peft_config)}.")
 
 @patch
-def set_adapter(self: BaseTuner, adapter_name: Union[str, list[str]]):
-    "Activate `adapter_name` (or several) in every wrapper; only active adapters train. A wrapper with "
+def set_adapter(self: BaseTuner, adapter_name: Union[str, list[str]], inference_mode: bool = False):
+    "Activate `adapter_name` (or several) in every wrapper; only active adapters train (none with `inference_mode`). A wrapper with "
     "`check_set_adapter(names)` (PEFT's hook) may refuse the names or pick what it activates: all are asked first."
     self._check_known(adapter_name)
     wrappers = [m for m in self.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
@@ -1504,6 +1504,8 @@ def set_adapter(self: BaseTuner, adapter_name: Union[str, list[str]]):
         pick = picks.get(id(m), adapter_name)          # None from the hook: this wrapper activates none
         m.set_adapter([] if pick is None else pick)
     self.active_adapter = adapter_name
+    if inference_mode:                                 # PEFT's flag: active, but frozen
+        for n in self._as_list(adapter_name): self._freeze_adapter(n)
 
 @patch
 def enable_adapter_layers(self: BaseTuner):  self._set_adapter_layers(True)

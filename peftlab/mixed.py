@@ -110,9 +110,7 @@ def _check_present(self: MixedModel, adapter_name):
 def set_adapter(self: MixedModel, adapter_name: Union[str, list[str]], inference_mode: bool = False):
     "Activate one adapter or several (of any methods); `inference_mode` freezes them."
     self._check_present(adapter_name)
-    BaseTuner.set_adapter(self, adapter_name)
-    if inference_mode:
-        for n in _names(adapter_name): self._freeze_adapter(n)
+    BaseTuner.set_adapter(self, adapter_name, inference_mode)
 
 @patch
 def delete_adapter(self: MixedModel, adapter_name: Union[str, list[str]]):

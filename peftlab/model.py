@@ -296,9 +296,9 @@ def _prepare_adapter_config(self: PeftModel, peft_config):
 
 # %% ../nbs/01_model.ipynb #704b0fec
 @patch
-def set_adapter(self: PeftModel, adapter_name: Union[str, list[str]]):
-    "Make `adapter_name` the active adapter; only the active adapter trains."
-    self.base_model.set_adapter(adapter_name)
+def set_adapter(self: PeftModel, adapter_name: Union[str, list[str]], inference_mode: bool = False):
+    "Make `adapter_name` the active adapter; only the active adapter trains (`inference_mode=True`: none trains)."
+    self.base_model.set_adapter(adapter_name, inference_mode=inference_mode)
 
 @patch
 def delete_adapter(self: PeftModel, adapter_name: str):

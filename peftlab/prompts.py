@@ -348,11 +348,12 @@ class PromptTuner(BaseTuner):
 
 # %% ../nbs/05_prompts.ipynb #46c6b53d
 @patch
-def set_adapter(self: PromptTuner, adapter_name):
+def set_adapter(self: PromptTuner, adapter_name, inference_mode: bool = False):
     if not isinstance(adapter_name, str):
         raise ValueError("Prompt methods use one adapter at a time; pass a single adapter name.")
     self._check_known(adapter_name)
-    for n, enc in self.prompt_encoder.items(): enc.requires_grad_(n == adapter_name and not self.peft_config[n].inference_mode)
+    for n, enc in self.prompt_encoder.items():
+        enc.requires_grad_(n == adapter_name and not inference_mode and not self.peft_config[n].inference_mode)
     for m in self.model.modules():
         if isinstance(m, ModulesToSaveWrapper): m.set_adapter(adapter_name)
     self.active_adapter = adapter_name
