@@ -577,11 +577,13 @@ def save_pretrained(self: PeftModel, save_directory: str, safe_serialization: bo
     sd = self.state_dict() if kwargs.get("state_dict") is None else kwargs["state_dict"]
     _check_not_partitioned(self, sd, names, save_embedding_layers)
     files = {name: _full_tensors(get_peft_model_state_dict(self, sd, name, save_embedding_layers)) for name in names}
+    # a state dict the caller gave may lack adapter tensors; on every rank, since adapter_key_map reads state_dict()
+    absent = {name: [mk for mk in adapter_key_map(self, name).values() if mk not in sd] for name in names} \
+        if kwargs.get("state_dict") is not None else {}
     if not is_main_process: return
-    for name in names:
-        lost = [mk for mk in adapter_key_map(self, name).values() if mk not in sd]
-        if lost: warnings.warn(f"The state dict holds no entry for {len(lost)} tensor(s) of adapter {name!r}, e.g. "
-                               f"{lost[:3]}; they are not saved (as in PEFT), and loading this adapter leaves them at their init.")
+    for name, keys in absent.items():
+        if keys: warnings.warn(f"The state dict holds no entry for {len(keys)} tensor(s) of adapter {name!r}, e.g. "
+                               f"{keys[:3]}; they are not saved (as in PEFT), and loading this adapter leaves them at their init.")
     for name, tensors in files.items():
         out = adapter_folder(save_directory, name)
         seen, clean = {}, {}
