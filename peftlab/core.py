@@ -1003,6 +1003,7 @@ def meta_adapter_tensors(model: nn.Module, adapter_name: str) -> list[str]:
 # %% ../nbs/00_core.ipynb #473f8f7a
 class ModulesToSaveWrapper(nn.Module):
     "Keeps the original module frozen and one trainable copy per adapter."
+    adapter_layer_names, other_param_names = ("modules_to_save",), ()   # where its per-adapter modules are, as PEFT's
     def __init__(self, module_to_save: nn.Module, adapter_name: str, tied_module: Optional[nn.Module] = None):
         super().__init__()
         self.original_module = module_to_save

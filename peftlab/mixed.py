@@ -286,6 +286,9 @@ def _get_available_adapters(self: TrainableTokensWrapper) -> set[str]:
     "The adapters that have rows of the embedding here."
     return set(self.adapter_names)
 
+for _w in (ModulesToSaveWrapper, TrainableTokensWrapper):   # PEFT's attribute for the same set
+    _w._adapters = property(lambda self: self._get_available_adapters())
+
 # %% ../nbs/01a_mixed.ipynb #4a52eb0c
 @patch
 def save_pretrained(self: PeftMixedModel, save_directory: str, safe_serialization: bool = True,
