@@ -276,18 +276,12 @@ class AuxiliaryTrainingWrapper(abc.ABC):
 AuxiliaryTrainingWrapper.register(ModulesToSaveWrapper)
 AuxiliaryTrainingWrapper.register(TrainableTokensWrapper)
 
-@patch
-def _get_available_adapters(self: ModulesToSaveWrapper) -> set[str]:
-    "The adapters that have a copy of the module here."
+def _get_available_adapters(self) -> set[str]:
+    "The adapters that have their own copy of the module (or of some embedding rows) here."
     return set(self.adapter_names)
 
-@patch
-def _get_available_adapters(self: TrainableTokensWrapper) -> set[str]:
-    "The adapters that have rows of the embedding here."
-    return set(self.adapter_names)
-
-for _w in (ModulesToSaveWrapper, TrainableTokensWrapper):   # PEFT's attribute for the same set
-    _w._adapters = property(lambda self: self._get_available_adapters())
+for _w in (ModulesToSaveWrapper, TrainableTokensWrapper):   # one answer for both; `_adapters` is PEFT's attribute for it
+    _w._get_available_adapters, _w._adapters = _get_available_adapters, property(_get_available_adapters)
 
 # %% ../nbs/01a_mixed.ipynb #4a52eb0c
 @patch
