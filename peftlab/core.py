@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #b025c762
 from __future__ import annotations
-import contextlib, contextvars, copy, dataclasses, difflib, enum, functools, importlib, inspect, math, os, re, typing, warnings
+import contextlib, contextvars, copy, dataclasses, difflib, enum, functools, importlib, inspect, itertools, math, os, re, typing, warnings
 from dataclasses import dataclass, field, fields, asdict
 from typing import Any, Iterable, Literal, Optional, Union
 import torch
@@ -21,8 +21,8 @@ __all__ = ['PEFT_FORMAT_VERSION', 'LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS'
            'is_loading_adapter', 'base_is_prepared', 'init_empty_adapter_weights', 'real_parameters',
            'empty_adapter_init', 'wants_empty_adapter_init', 'meta_adapter_tensors', 'ModulesToSaveWrapper',
            'get_submodules', 'check_adapter_name', 'check_config', 'undo_on_failure', 'check_not_offloaded',
-           'BaseTuner', 'check_not_adapter_child', 'input_embedding_name', 'tied_module_names', 'register_peft_method',
-           'config_class_for']
+           'BaseTuner', 'check_not_adapter_child', 'input_embedding_name', 'tied_module_names', 'adapter_wrappers',
+           'RowNames', 'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -393,7 +393,9 @@ def resolve_target_modules(config: TunerConfig, model: nn.Module, defaults: dict
     return config
 
 # %% ../nbs/00_core.ipynb #efe8eb51
+@functools.cache                 # read on every fused forward: one import attempt per process
 def _conv1d_cls():
+    "transformers' `Conv1D` class (GPT-2's transposed linear), or None without transformers."
     try:
         from transformers.pytorch_utils import Conv1D
         return Conv1D
@@ -1177,8 +1179,11 @@ def check_config(config, what: str = "peft_config"):
     return config
 
 # %% ../nbs/00_core.ipynb #0149954e
+_PLAIN_COPY = ((dict, dict), (list, list), (set, set))   # restored in place, so a plain copy of the contents is enough
+
 def _module_state(m: nn.Module) -> dict:
-    return {k: (v, copy.copy(v) if isinstance(v, (dict, list, set)) else None) for k, v in vars(m).items()}
+    "Every attribute of `m`, with a copy of the contents of its dicts, lists and sets (hook tables too)."
+    return {k: (v, next((c(v) for t, c in _PLAIN_COPY if isinstance(v, t)), None)) for k, v in vars(m).items()}
 
 @contextlib.contextmanager
 def undo_on_failure(*roots: nn.Module):
@@ -1602,6 +1607,18 @@ def unload(self: BaseTuner) -> nn.Module:
     return self._unload_and_optionally_merge(merge=False)
 
 # %% ../nbs/00_core.ipynb #d6c8160c
+def adapter_wrappers(model: nn.Module) -> list:
+    "The adapter wrappers in `model` (`AdapterLayer`, `ModulesToSaveWrapper`), in module order, without walking the per-adapter modules."
+    out, stack = [], [model]
+    while stack:
+        m = stack.pop()
+        wrapper = isinstance(m, (AdapterLayer, ModulesToSaveWrapper))
+        if wrapper: out.append(m)
+        kids = [c for c in m._modules.values() if c is not None
+                and not (wrapper and isinstance(m, AdapterLayer) and isinstance(c, (nn.ModuleDict, nn.ParameterDict)))]
+        stack.extend(reversed(kids))
+    return list({id(m): m for m in out}.values())
+
 @patch
 def _mixed_batch_wrappers(self: BaseTuner, adapter_names) -> tuple[list, list]:
     "`(names, wrappers)`: the per-row names as a list and the adapter wrappers that will receive them, after refusing a string, unknown names, layers without mixed batches, training (unless opted in) and training under gradient checkpointing."
@@ -1612,7 +1629,7 @@ def _mixed_batch_wrappers(self: BaseTuner, adapter_names) -> tuple[list, list]:
     if unknown:
         raise ValueError(f"Trying to infer with non-existing adapter(s): {', '.join(unknown)}. This model has the "
                          f"adapters {sorted(self.peft_config)}; name one of them per row ('__base__' for no adapter).")
-    wrappers = [m for m in self.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    wrappers = adapter_wrappers(self.model)
     refusals = {type(m).__name__: e for m in wrappers if isinstance(m, AdapterLayer)
                 for e in [m.mixed_batch_refusal()] if e is not None}
     if refusals or not wrappers:
@@ -1625,14 +1642,20 @@ def _mixed_batch_wrappers(self: BaseTuner, adapter_names) -> tuple[list, list]:
         raise ValueError("Cannot pass `adapter_names` when the model is in training mode. Mixed-adapter batches are "
                          "for inference: call model.eval() first. To train several adapters on their own rows of one "
                          "batch (a joint sweep), run forward and backward inside `with model.mixed_batch_training():`.")
-    ckpt = next((getattr(self.model, a) for a in ("is_activation_checkpointing", "is_gradient_checkpointing")
-                 if hasattr(type(self.model), a)), False)
-    if self.model.training and ckpt:
+    if self.model.training and next((getattr(self.model, a) for a in ("is_activation_checkpointing",
+                                     "is_gradient_checkpointing") if hasattr(type(self.model), a)), False):
         raise ValueError("adapter_names cannot be used for training with gradient checkpointing (the recomputed "
                          "forward would run without them); call gradient_checkpointing_disable() first.")
     return names, wrappers
 
 # %% ../nbs/00_core.ipynb #b9317460
+_ROW_SERIAL = itertools.count(1)
+
+class RowNames(list):
+    "The per-row adapter names of one model call, tagged with a serial no other call shares: layers may read their adapters' weights once per call."
+    def __init__(self, names):
+        super().__init__(names); self.serial = next(_ROW_SERIAL)
+
 @patch_to(BaseTuner)   # not `patch`: the context-manager wrapper's globals are contextlib's, where `BaseTuner` is unknown
 @contextlib.contextmanager
 def _enable_peft_forward_hooks(self, *args, **kwargs):
@@ -1641,7 +1664,8 @@ def _enable_peft_forward_hooks(self, *args, **kwargs):
     if adapter_names is None: yield; return
     names, wrappers = self._mixed_batch_wrappers(adapter_names)
     beams = kwargs.get("num_beams")
-    rows = [a for a in names for _ in range(beams)] if isinstance(beams, int) and beams > 1 else names
+    rows = RowNames([a for a in names for _ in range(beams)] if isinstance(beams, int) and beams > 1 else names)
+    names = rows if rows == names else RowNames(names)
     def inject(names):
         def hook(module, args, kw): return args, {**kw, "adapter_names": names}
         return hook

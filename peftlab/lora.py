@@ -336,10 +336,13 @@ def _no_hooks(*mods) -> bool:
     return not any(m._forward_hooks or m._forward_pre_hooks for m in mods)
 
 @patch
-def _fused_inputs(self: Linear, x: torch.Tensor, args, kwargs):
-    "(x, W, b, A, B, s, p, transposed) for `LoraLinearFunction`, or None where the general path must run."
-    if args or kwargs or len(self._active_adapters) != 1 or self._disable_adapters or self.merged_adapters: return None
-    a = self._active_adapters[0]
+def _fused_inputs(self: Linear, x: torch.Tensor, args, kwargs, adapter: Optional[str] = None):
+    "(x, W, b, A, B, s, p, transposed) for `LoraLinearFunction` (the active adapter, or `adapter`), or None where the general path must run."
+    if args or kwargs or self._disable_adapters or self.merged_adapters: return None
+    if adapter is None:
+        if len(self._active_adapters) != 1: return None
+        adapter = self._active_adapters[0]
+    a = adapter
     base, s = self.base_layer, self.scaling.get(a)
     Am, Bm, drop = self.lora_A[a], self.lora_B[a], self.lora_dropout[a]
     Conv1D = _conv1d_cls()
@@ -374,47 +377,66 @@ def _row_slots(names: tuple, here: tuple) -> torch.Tensor:
 def _weight(d: nn.ModuleDict, a: str) -> torch.Tensor: return d._modules[a]._parameters["weight"]  # no __getattr__
 
 @patch
-def _row_adapters(self: Linear, names: tuple, here: tuple, training: bool):
-    "Per row: Aᵀ (n, in, r), (sB)ᵀ (n, r, out) and the drop level (n,) or None, zero-padded to the largest rank."
-    Ws = [w for a in here for w in (_weight(self.lora_A, a), _weight(self.lora_B, a))]
-    grad = torch.is_grad_enabled() and any(w.requires_grad for w in Ws)
-    key = (names, here, training, tuple((w._version, w.data_ptr()) for w in Ws))
+def _row_adapters(self: Linear, names: tuple, here: tuple, training: bool, serial: Optional[int] = None):
+    "Per row: A (n, r, in), (sB)ᵀ (n, r, out) and the drop level (n,) or None, zero-padded to the largest rank."
     cache = self.__dict__.get("_rows_cache")
-    if not grad and cache is not None and cache[0] == key: return cache[1]
+    if serial is not None and cache is not None and cache[2] == serial and cache[0][:3] == (names, here, training) \
+            and not torch.is_grad_enabled():
+        return cache[1]                                         # the same model call (`RowNames`): weights read once
+    A_mods, B_mods = self._modules["lora_A"]._modules, self._modules["lora_B"]._modules   # no nn.Module __getattr__
+    Ws = [w for a in here for w in (A_mods[a]._parameters["weight"], B_mods[a]._parameters["weight"])]
+    grad = torch.is_grad_enabled() and any(w.requires_grad for w in Ws)
+    key = (names, here, training, [(w._version, w.data_ptr()) for w in Ws])
+    if not grad and cache is not None and cache[0] == key:
+        self.__dict__["_rows_cache"] = (key, cache[1], serial); return cache[1]
     r = max(self.r[a] for a in here)
     As, Bs, drops = [], [], []
     for i, a in enumerate(here):
         A, B, d = Ws[2 * i], Ws[2 * i + 1], self.lora_dropout[a]
         drop = round(d.p * _MASK_LEVELS) if training and isinstance(d, nn.Dropout) else 0
         As.append(F.pad(A, (0, 0, 0, r - A.shape[0])))
-        Bs.append(F.pad(B * (float(self.scaling[a]) / (1 - drop / _MASK_LEVELS)), (0, r - B.shape[1])))
+        Bs.append(F.pad(B * (float(self.scaling[a]) / (1 - drop / _MASK_LEVELS)), (0, r - B.shape[1])).t())
         drops.append(drop)
-    As.append(Ws[0].new_zeros(r, Ws[0].shape[1])); Bs.append(Ws[1].new_zeros(Ws[1].shape[0], r)); drops.append(0)
+    As.append(Ws[0].new_zeros(r, Ws[0].shape[1])); Bs.append(Ws[1].new_zeros(r, Ws[1].shape[0])); drops.append(0)
     slot = _row_slots(names, here).to(Ws[0].device)
-    out = (torch.stack(As)[slot].transpose(1, 2), torch.stack(Bs)[slot].transpose(1, 2),
+    out = (torch.stack(As)[slot], torch.stack(Bs)[slot],        # both contiguous: the layout bmm runs fastest
            torch.tensor(drops, device=slot.device)[slot] if any(drops) else None)
-    if not grad: self.__dict__["_rows_cache"] = (key, out)
+    if not grad: self.__dict__["_rows_cache"] = (key, out, serial)
     return out
 
 # %% ../nbs/02_lora.ipynb #35907699
 @patch
 def _mixed_batch_forward(self: Linear, x, adapter_names, *args, **kwargs):
     "Row i through adapter `adapter_names[i]`: the base once, then every row's adapter in two batched matmuls."
-    names = tuple(adapter_names)
-    here = tuple(a for a, _ in mixed_batch(names).groups if a in self.lora_A._modules)
+    names, mb = tuple(adapter_names), mixed_batch(adapter_names)
+    A_mods = self._modules["lora_A"]._modules                    # per call: no nn.Module __getattr__ in the loops
+    here = tuple(a for a, _ in mb.groups if a in A_mods)
     plain = type(self).delta is Linear.delta and not args and not kwargs and x.dim() >= 2
-    if not plain or len(here) < 2 or any(self.lora_B[a].bias is not None for a in here):
+    if plain and len(mb.groups) == 1 and here and self.__class__.forward is Linear.forward:
+        self._check_mixed_batch(x, adapter_names)            # every row through one adapter: the plain fused step
+        inputs = self._fused_inputs(x, args, kwargs, adapter=here[0])
+        if inputs is not None:
+            out = LoraLinearFunction.apply(*inputs)
+            return out.view(*x.shape[:-1], out.shape[-1])
+    B_mods = self._modules["lora_B"]._modules
+    if not plain or len(here) < 2 or any(B_mods[a]._parameters.get("bias") is not None for a in here):
         return AdapterLayer._mixed_batch_forward(self, x, adapter_names, *args, **kwargs)
     self._check_mixed_batch(x, adapter_names)
     result = self.base_layer(x)
-    At, sBt, drop = self._row_adapters(names, here, self.training)
-    x3 = x.reshape(x.shape[0], -1, x.shape[-1]).to(At.dtype)
+    A, sBt, drop = self._row_adapters(names, here, self.training, getattr(adapter_names, "serial", None))
+    x3 = x.reshape(x.shape[0], -1, x.shape[-1])
+    if x3.dtype != A.dtype: x3 = x3.to(A.dtype)
     if drop is not None:        # each row's keep-mask at its adapter's level, from the fused path's 16-bit draws
         words = torch.empty((x3.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-2 ** 63, None)
         keep = words.view(torch.int16)[:x3.numel()].view(x3.shape) >= (drop - _MASK_LEVELS // 2).view(-1, 1, 1)
         x3 = torch.where(keep, x3, 0.0)
-    out = torch.baddbmm(result.reshape(x3.shape[0], x3.shape[1], -1).to(At.dtype), torch.bmm(x3, At), sBt)
-    return out.view(result.shape).to(result.dtype)
+    h = torch.bmm(A, x3.mT).mT                                  # (n, T, r): faster than x3 @ Aᵀ for a thin A
+    r3 = result.reshape(x3.shape[0], x3.shape[1], -1)
+    if r3.dtype == A.dtype and not torch.is_grad_enabled() and type(self.base_layer) in (nn.Linear, _conv1d_cls()):
+        out = r3.baddbmm_(h, sBt)                               # inference: add into the fresh base output
+    else: out = torch.baddbmm(r3.to(A.dtype), h, sBt)
+    out = out.view(result.shape)
+    return out if out.dtype == result.dtype else out.to(result.dtype)
 
 # %% ../nbs/02_lora.ipynb #48540a2f
 class Embedding(LoraLayer):
