@@ -1,17 +1,20 @@
 #!/usr/bin/env python
 """Joint vs sequential LoRA sweeps: wall time, peak memory, and equal results.
 
-`peftlab.sweep(joint=True)` trains all configurations in one forward per batch (rows tiled once per configuration,
-one shared frozen base, mixed-adapter LoRA layers); `joint=False` trains them one after the other with the same
-code. This script sweeps 6 LoRA configurations (r in {2, 4, 8} x lora_alpha in {8, 16}, q_proj/v_proj, dropout 0)
-of a causal LM built from a config (bench_lora.py's Llama shape: 4 layers, hidden 256, GQA 4/2 heads, vocab 8000)
-on random token rows, in two regimes:
+`peftlab.sweep(joint=True)` trains all configurations on one shared frozen base, several configurations per forward
+(rows tiled once per configuration, mixed-adapter LoRA layers; how many per forward: `per_forward`, by default
+chosen from the device and the step size); `joint=False` trains them one after the other with the same code. This
+script sweeps 6 LoRA configurations (r in {2, 4, 8} x lora_alpha in {8, 16}, q_proj/v_proj, dropout 0) of a causal
+LM built from a config (bench_lora.py's Llama shape: 4 layers, hidden 256, GQA 4/2 heads, vocab 8000) on random
+token rows, in three regimes:
 
-* "compute": batch 8 x 128 tokens per configuration (a joint forward has 48 rows);
+* "compute": batch 8 x 128 tokens per configuration;
+* "mid": batch 4 x 64 tokens per configuration;
 * "overhead": batch 2 x 32 tokens per configuration (small steps, where per-forward overhead dominates).
 
-Timing: the two modes run alternately (round robin), `--repeats` full sweeps each, after one warm-up sweep each;
-medians and the paired ratio (median over rounds of sequential/joint) are printed. Memory: peak bytes of a short
+Contenders: "joint" (the default `per_forward`), "joint-all" (all 6 in one forward, `per_forward=6`) and
+"sequential". Timing: the modes run alternately (round robin), `--repeats` full sweeps each, after one warm-up sweep
+each; medians and paired ratios (median over rounds of sequential/joint) are printed. Memory: peak bytes of a short
 sweep (3 steps: the peak comes in the first steps, once AdamW's states exist), measured with
 `peftlab.memory.measure_memory` (CPU: torch.profiler allocation events on top of the tensors alive before; CUDA:
 max_memory_allocated) when that module is available, otherwise as the peak RSS of a child process running only that
@@ -31,7 +34,9 @@ from peftlab.sweep import sweep
 
 GRID = {"r": [2, 4, 8], "lora_alpha": [8, 16]}
 BASE = dict(task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
-REGIMES = {"compute": dict(batch_size=8, seq=128), "overhead": dict(batch_size=2, seq=32)}
+REGIMES = {"compute": dict(batch_size=8, seq=128), "mid": dict(batch_size=4, seq=64),
+           "overhead": dict(batch_size=2, seq=32)}
+MODES = {"joint": dict(joint=True), "joint-all": dict(joint=True, per_forward=6), "sequential": dict(joint=False)}
 
 def rows(n: int, seq: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
@@ -40,6 +45,9 @@ def rows(n: int, seq: int, seed: int = 0):
 def run_sweep(model, data, joint: bool, steps: int, batch_size: int, **kw):
     return sweep(model, data, GRID, base_config=LoraConfig(**BASE), steps=steps, lr=1e-3, batch_size=batch_size,
                  joint=joint, live=False, progress=False, **kw)
+
+def run_mode(model, data, mode: str, steps: int, batch_size: int, **kw):
+    m = dict(MODES[mode]); return run_sweep(model, data, m.pop("joint"), steps, batch_size, **m, **kw)
 
 DEVICE = "cpu"
 
@@ -67,31 +75,38 @@ def child(regime: str, steps: int, joint: bool):
 def bench(regime: str, steps: int, repeats: int):
     model, data = model_and_rows(regime, 256)
     bs = REGIMES[regime]["batch_size"]
-    j, ja = run_sweep(model, data, True, steps, bs, return_adapters=True)     # warm-up + equality check
-    s, sa = run_sweep(model, data, False, steps, bs, return_adapters=True)
-    dloss = max(abs(a - b) for k in range(len(j)) for a, b in zip(j.losses[k], s.losses[k]))
-    dw = max((ja[k][n] - sa[k][n]).abs().max().item() for k in range(len(j)) for n in ja[k])
-    times = {"joint": [], "sequential": []}
+    events = []
+    out = {mode: run_mode(model, data, mode, steps, bs, return_adapters=True, callbacks=[events.append])
+           for mode in MODES}                                                 # warm-up + equality check
+    per_forward = [e["per_forward"] for e in events if e["kind"] == "start"][0]
+    (s, sa), dloss, dw = out["sequential"], 0.0, 0.0
+    for mode in ("joint", "joint-all"):
+        j, ja = out[mode]
+        dloss = max(dloss, max(abs(a - b) for k in range(len(j)) for a, b in zip(j.losses[k], s.losses[k])))
+        dw = max(dw, max((ja[k][n] - sa[k][n]).abs().max().item() for k in range(len(j)) for n in ja[k]))
+    times = {mode: [] for mode in MODES}
     sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
     for _ in range(repeats):
-        for mode in ("joint", "sequential"):
-            sync(); t0 = time.perf_counter(); run_sweep(model, data, mode == "joint", steps, bs); sync()
+        for mode in MODES:
+            sync(); t0 = time.perf_counter(); run_mode(model, data, mode, steps, bs); sync()
             times[mode].append(time.perf_counter() - t0)
     paired = statistics.median(b / a for a, b in zip(times["joint"], times["sequential"]))
+    paired_all = statistics.median(b / a for a, b in zip(times["joint-all"], times["sequential"]))
     mem = {mode: peak_bytes(mode == "joint", regime, 3) for mode in ("joint", "sequential")}
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     return dict(regime=regime, batch_size=bs, seq=REGIMES[regime]["seq"], steps=steps, configs=len(j),
-                joint_s=statistics.median(times["joint"]), sequential_s=statistics.median(times["sequential"]),
-                paired_speedup=paired, times=times, peak_joint=mem["joint"][0], peak_sequential=mem["sequential"][0],
+                per_forward=per_forward, joint_s=statistics.median(times["joint"]),
+                joint_all_s=statistics.median(times["joint-all"]), sequential_s=statistics.median(times["sequential"]),
+                paired_speedup=paired, paired_speedup_all=paired_all, times=times, peak_joint=mem["joint"][0], peak_sequential=mem["sequential"][0],
                 memory_method=mem["joint"][1], base_weight_bytes=weights, max_dloss=dloss, max_dweight=dw,
-                losses_first_last=[(round(l[0], 4), round(l[-1], 4)) for l in j.losses])
+                losses_first_last=[(round(l[0], 4), round(l[-1], 4)) for l in out["joint"][0].losses])
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--regimes", default="compute,overhead")
+    ap.add_argument("--regimes", default="compute,mid,overhead")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -108,10 +123,11 @@ def main():
     results = []
     for regime in a.regimes.split(","):
         r = bench(regime, a.steps, a.repeats); results.append(r)
-        print(f"\n[{regime}] batch {r['batch_size']} x {r['seq']} tokens per config ({r['configs'] * r['batch_size']} rows "
-              f"per joint forward)")
-        print(f"  wall time   joint {r['joint_s']:.2f}s  sequential {r['sequential_s']:.2f}s  "
-              f"paired sequential/joint {r['paired_speedup']:.2f}x")
+        print(f"\n[{regime}] batch {r['batch_size']} x {r['seq']} tokens per config; the default joint sweep ran "
+              f"{r['per_forward']} config(s) per forward")
+        print(f"  wall time   joint {r['joint_s']:.2f}s  joint-all {r['joint_all_s']:.2f}s  sequential "
+              f"{r['sequential_s']:.2f}s  paired sequential/joint {r['paired_speedup']:.2f}x  sequential/joint-all "
+              f"{r['paired_speedup_all']:.2f}x")
         print(f"  peak memory joint {r['peak_joint'] / 2**20:.1f} MiB  sequential {r['peak_sequential'] / 2**20:.1f} MiB  "
               f"joint/sequential {r['peak_joint'] / r['peak_sequential']:.2f}  [{r['memory_method']}]")
         print(f"              base weights {r['base_weight_bytes'] / 2**20:.1f} MiB; {r['configs']} runs in parallel "

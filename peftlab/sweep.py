@@ -16,8 +16,8 @@ from .train import _to_batches
 from .core import patch
 
 # %% auto #0
-__all__ = ['TRAINING_KEYS', 'LOSS_TASKS', 'grid_configs', 'make_config', 'config_seed', 'pad_collate', 'task_losses', 'task_loss',
-           'plot_sweep', 'LiveSweepPlot', 'sweep']
+__all__ = ['TRAINING_KEYS', 'LOSS_TASKS', 'CPU_TOKENS_PER_FORWARD', 'grid_configs', 'make_config', 'config_seed', 'pad_collate',
+           'task_losses', 'task_loss', 'plot_sweep', 'LiveSweepPlot', 'sweep']
 
 # %% ../nbs/23_sweep.ipynb #61ad23b4
 def grid_configs(grid: Union[dict, list]) -> list[dict]:
@@ -88,8 +88,8 @@ def _check_task(task_type):
 def task_losses(logits: torch.Tensor, labels: torch.Tensor, task_type, n_blocks: int = 1) -> torch.Tensor:
     "Mean loss of each of `n_blocks` equal blocks of rows of `logits` (all sharing `labels`), as the model computes it."
     tt, K = _check_task(task_type), n_blocks
+    if K > 1: return torch.cat([task_losses(block, labels, tt) for block in logits.chunk(K)])
     logits = logits.float()
-    if K > 1: labels = labels.repeat(K, *[1] * (labels.dim() - 1))
     if tt == TaskType.SEQ_CLS and logits.shape[-1] == 1:                         # regression
         return (logits.squeeze(-1) - labels.float()).pow(2).reshape(K, -1).mean(1)
     if tt == TaskType.SEQ_CLS and labels.dtype.is_floating_point and labels.shape == logits.shape:   # multi-label
@@ -151,22 +151,24 @@ def _stream(data, batch_size: int, seed: int, collate):
 
 # %% ../nbs/23_sweep.ipynb #5425b221
 @torch.no_grad()
-def _evaluate(pm, names, batches, task_type, metric, mixed):
-    "Per-configuration mean eval loss (and metric), rows weighted equally."
+def _evaluate(pm, names, batches, task_type, metric, mixed, chunks=None):
+    "Per-configuration mean eval loss (and metric), rows weighted equally; `chunks`: positions run per forward."
     was = pm.training; pm.eval()
     K = len(names); loss, met, n = [0.0] * K, [0.0] * K, 0
     for batch in batches:
         inputs, labels = _split(batch, task_type, _device(pm)); B = labels.shape[0]
-        logits = _forward(pm, inputs, names, mixed, B)
-        for k, l in enumerate(task_losses(logits, labels, task_type, K).tolist()): loss[k] += l * B
-        if metric is not None:
-            for k in range(K): met[k] += float(metric(logits[k * B:(k + 1) * B], labels)) * B
+        for idx in chunks or [range(K)]:
+            logits = _forward(pm, inputs, [names[k] for k in idx], mixed, B)
+            for k, l in zip(idx, task_losses(logits, labels, task_type, len(idx)).tolist()): loss[k] += l * B
+            if metric is not None:
+                for j, k in enumerate(idx): met[k] += float(metric(logits[j * B:(j + 1) * B], labels)) * B
         n += B
     pm.train(was)
     return [l / n for l in loss], ([m / n for m in met] if metric is not None else None)
 
 # %% ../nbs/23_sweep.ipynb #d16a4c16
-def _train(pm, names, groups, hps, batches, steps, task_type, mixed, max_grad_norm, on_step, on_eval, eval_every):
+def _train(pm, names, groups, hps, batches, steps, task_type, mixed, max_grad_norm, on_step, on_eval, eval_every,
+           chunks=None):
     "Train the parameter `groups` (one per configuration) for `steps` steps; returns per-configuration loss lists."
     opt = torch.optim.AdamW([{"params": g, "lr": hp["lr"], "weight_decay": hp["weight_decay"]} for g, hp in zip(groups, hps)])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / steps))
@@ -174,14 +176,18 @@ def _train(pm, names, groups, hps, batches, steps, task_type, mixed, max_grad_no
     pm.train()
     for step in range(steps):
         inputs, labels = _split(next(batches), task_type, device); B = labels.shape[0]
-        with pm.mixed_batch_training() if mixed else contextlib.nullcontext():   # the opt-in to train on mixed batches
-            logits = _forward(pm, inputs, names, mixed, B)
-        per = task_losses(logits, labels, task_type, K)
-        per.sum().backward()                                   # adapter k only sees the k-th term
+        per = []
+        for idx in chunks or [range(K)]:                       # one forward and backward per chunk of configurations
+            with pm.mixed_batch_training() if mixed else contextlib.nullcontext():   # the opt-in to train on mixed batches
+                logits = _forward(pm, inputs, [names[k] for k in idx], mixed, B)
+            losses_here = task_losses(logits, labels, task_type, len(idx)); del logits
+            losses_here.sum().backward()                       # adapter k only sees the k-th term
+            per.append(losses_here.detach())
         if max_grad_norm is not None:
             for g in groups: torch.nn.utils.clip_grad_norm_(g, max_grad_norm)
         opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-        vals = per.tolist()
+        flat, vals = torch.cat(per).tolist(), [0.0] * K
+        for k, v in zip([k for idx in chunks or [range(K)] for k in idx], flat): vals[k] = v
         for k in range(K): losses[k].append(vals[k])
         on_step(step, vals)
         if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps: on_eval(step)
@@ -335,6 +341,20 @@ def _check_joint(configs: list):
             raise ValueError(f"Configuration {i} trains biases (bias={c.bias!r}), which all configurations of a joint "
                              f"sweep would share; use bias='none' or joint=False.")
 
+# %% ../nbs/23_sweep.ipynb #d5e9f3b2
+CPU_TOKENS_PER_FORWARD = 512    # a joint forward on a CPU holds at most this many tokens (unless one configuration has more)
+
+def _per_forward(K: int, tokens: int, device, per_forward: Optional[int] = None) -> int:
+    "Configurations per forward of a joint sweep of `K` with `tokens` per configuration: `per_forward`, checked, or the default."
+    if per_forward is not None:
+        if isinstance(per_forward, bool) or not isinstance(per_forward, int) or per_forward < 1:
+            raise ValueError(f"per_forward is how many configurations share one forward, a positive int; got "
+                             f"{per_forward!r}. Leave it None to let sweep choose from the device and the step size.")
+        return min(per_forward, K)
+    if torch.device(device).type != "cpu": return K
+    return max(1, min(K, CPU_TOKENS_PER_FORWARD // max(1, tokens)))
+
+
 # %% ../nbs/23_sweep.ipynb #5ef5ce31
 def _estimate_memory(model, config, batch_size: int, seq_len: int) -> float:
     "Estimated training memory of one configuration with `peftlab.memory`, or NaN when unavailable."
@@ -399,7 +419,8 @@ def sweep(model: nn.Module,               # the base model (not a PeftModel); le
           steps: int,                     # optimizer steps per configuration
           lr: float,                      # learning rate (unless 'lr' is a grid column)
           batch_size: int,                # rows per batch and configuration
-          joint: bool = True,             # train all configurations in one forward per batch
+          joint: bool = True,             # train all configurations on one shared base, several per forward
+          per_forward: Optional[int] = None,  # joint mode: configurations per forward (None: chosen by step size)
           seed: int = 0,                  # data order and (with each configuration) adapter initialisation
           live: bool = True,              # live plot in a notebook (nothing outside IPython)
           eval_dataset=None,              # held-out rows: eval_loss (and eval_metric) per configuration
@@ -422,6 +443,8 @@ def sweep(model: nn.Module,               # the base model (not a PeftModel); le
     eval_batches = list(_to_batches(eval_dataset, batch_size, False, 0, collate)) if eval_dataset is not None else None
     seq_len = int(next(_stream(dataset, batch_size, seed, collate))["input_ids"].shape[-1])
     est = [_estimate_memory(model, c, batch_size, seq_len) for c in configs]
+    g = _per_forward(K, batch_size * seq_len, _device(model), per_forward) if joint else 1
+    chunks = [range(i, min(i + g, K)) for i in range(0, K, g)]
 
     cbs = [*([LiveSweepPlot()] if live and _in_notebook() else []), *callbacks]
     def emit(event):
@@ -429,7 +452,7 @@ def sweep(model: nn.Module,               # the base model (not a PeftModel); le
     nan = [math.nan] * K
     rec = {"losses": [None] * K, "eval_loss": list(nan), "eval_metric": list(nan), "params": [0] * K,
            "seconds": list(nan), "adapters": [None] * K}
-    emit({"kind": "start", "configs": overrides, "names": names, "steps": steps, "joint": joint})
+    emit({"kind": "start", "configs": overrides, "names": names, "steps": steps, "joint": joint, "per_forward": g})
     bar = tqdm(total=steps * (1 if joint else K), desc=f"sweep ({'joint' if joint else 'sequential'}, {K} configs)",
                disable=not progress, leave=False)
 
@@ -445,7 +468,7 @@ def sweep(model: nn.Module,               # the base model (not a PeftModel); le
             bar.update(1); bar.set_postfix(loss=f"{min(vals):.3f}")
         def on_eval(step):
             if eval_batches is None: return
-            el, em = _evaluate(pm, [names[k] for k in idx], eval_batches, task, metric, mixed)
+            el, em = _evaluate(pm, [names[k] for k in idx], eval_batches, task, metric, mixed, chunks if mixed else None)
             for j, k in enumerate(idx):
                 rec["eval_loss"][k] = el[j]
                 if em is not None: rec["eval_metric"][k] = em[j]
@@ -455,7 +478,7 @@ def sweep(model: nn.Module,               # the base model (not a PeftModel); le
         torch.manual_seed(seed)                                  # dropout masks, if any
         t0 = time.time()
         losses = _train(pm, [names[k] for k in idx], groups, [hps[k] for k in idx], _stream(dataset, batch_size, seed, collate),
-                        steps, task, mixed, max_grad_norm, on_step, on_eval, eval_every)
+                        steps, task, mixed, max_grad_norm, on_step, on_eval, eval_every, chunks if mixed else None)
         dt = (time.time() - t0) / len(idx)
         for j, k in enumerate(idx):
             rec["losses"][k], rec["params"][k], rec["seconds"][k] = losses[j], sum(p.numel() for p in groups[j]), dt
