@@ -15,8 +15,8 @@ from .core import _conv1d_cls, _paths_inside_adapter_layers
 
 # %% auto #0
 __all__ = ['init_family', 'LoraConfig', 'LoraLayer', 'register_lora_init', 'Linear', 'keep_mask', 'LoraLinearFunction',
-           'Embedding', 'ConvNd', 'Conv1d', 'Conv2d', 'Conv3d', 'register_lora_dispatcher', 'LoraModel', 'LoraOption',
-           'register_lora_option', 'convert_to_plain_lora']
+           'lora_linear', 'Embedding', 'ConvNd', 'Conv1d', 'Conv2d', 'Conv3d', 'register_lora_dispatcher', 'LoraModel',
+           'LoraOption', 'register_lora_option', 'convert_to_plain_lora']
 
 # %% ../nbs/02_lora.ipynb #022f8d80
 _PLAIN_INITS = (True, False, "gaussian")
@@ -342,18 +342,28 @@ def _fused_inputs(self: Linear, x: torch.Tensor, args, kwargs, adapter: Optional
     if adapter is None:
         if len(self._active_adapters) != 1: return None
         adapter = self._active_adapters[0]
-    a = adapter
-    base, s = self.base_layer, self.scaling.get(a)
-    Am, Bm, drop = self.lora_A[a], self.lora_B[a], self.lora_dropout[a]
-    Conv1D = _conv1d_cls()
-    if type(base) is not nn.Linear and (Conv1D is None or type(base) is not Conv1D): return None
-    W, b = base.weight, base.bias
-    if type(s) not in (int, float) or Bm.bias is not None or type(drop) not in (nn.Dropout, nn.Identity): return None
-    if W.requires_grad or (b is not None and b.requires_grad) or not isinstance(W, nn.Parameter): return None
+    a, mods = adapter, self._modules               # per call: no nn.Module __getattr__ (it costs as much as a small matmul)
+    base, s = mods["base_layer"], self.scaling.get(a)
+    if type(base) is not nn.Linear and type(base) is not _conv1d_cls(): return None
+    Am, Bm, drop = (mods[k]._modules.get(a) for k in ("lora_A", "lora_B", "lora_dropout"))
+    if type(Am) is not nn.Linear or type(Bm) is not nn.Linear or type(drop) not in (nn.Dropout, nn.Identity): return None
+    W, AW, BW = base._parameters.get("weight"), Am._parameters.get("weight"), Bm._parameters.get("weight")
+    b = base._parameters["bias"] if "bias" in base._parameters else getattr(base, "bias", None)   # a buffer bias too
+    if type(s) not in (int, float) or Bm._parameters.get("bias") is not None or AW is None or BW is None: return None
+    if not isinstance(W, nn.Parameter) or W.requires_grad or (b is not None and b.requires_grad): return None
     if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type): return None   # meta: memory planning
-    if not (x.dtype == W.dtype == Am.weight.dtype == Bm.weight.dtype) or not _no_hooks(base, Am, Bm, drop): return None
+    if not (x.dtype == W.dtype == AW.dtype == BW.dtype) or not _no_hooks(base, Am, Bm, drop): return None
     p = drop.p if type(drop) is nn.Dropout and drop.training else 0.0
-    return x.reshape(-1, x.shape[-1]), W, b, Am.weight, Bm.weight, float(s), p, self.fan_in_fan_out
+    return x.reshape(-1, x.shape[-1]), W, b, AW, BW, float(s), p, self.fan_in_fan_out
+
+class _NoGradCtx:
+    "A stand-in for autograd's ctx: `LoraLinearFunction.forward` run directly when no gradient is recorded."
+    def save_for_backward(self, *tensors): pass
+
+def lora_linear(*inputs) -> torch.Tensor:
+    "`LoraLinearFunction` on `_fused_inputs`: one autograd node when recording gradients, else its forward alone."
+    if torch.is_grad_enabled(): return LoraLinearFunction.apply(*inputs)
+    return LoraLinearFunction.forward(_NoGradCtx(), *inputs)      # the same products, without autograd's overhead
 
 @patch
 def forward(self: Linear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
@@ -361,7 +371,7 @@ def forward(self: Linear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     if type(self).delta is Linear.delta and self.__class__.forward is Linear.forward:
         inputs = self._fused_inputs(x, args, kwargs)
         if inputs is not None:
-            out = LoraLinearFunction.apply(*inputs)
+            out = lora_linear(*inputs)
             return out.view(*x.shape[:-1], out.shape[-1])
     return AdapterLayer.forward(self, x, *args, **kwargs)
 
@@ -416,7 +426,7 @@ def _mixed_batch_forward(self: Linear, x, adapter_names, *args, **kwargs):
         self._check_mixed_batch(x, adapter_names)            # every row through one adapter: the plain fused step
         inputs = self._fused_inputs(x, args, kwargs, adapter=here[0])
         if inputs is not None:
-            out = LoraLinearFunction.apply(*inputs)
+            out = lora_linear(*inputs)
             return out.view(*x.shape[:-1], out.shape[-1])
     B_mods = self._modules["lora_B"]._modules
     if not plain or len(here) < 2 or any(B_mods[a]._parameters.get("bias") is not None for a in here):
