@@ -384,7 +384,6 @@ def _row_slots(names: tuple, here: tuple) -> torch.Tensor:
     pos = {a: i for i, a in enumerate(here)}
     return torch.tensor([pos.get(a, len(here)) for a in names])
 
-def _weight(d: nn.ModuleDict, a: str) -> torch.Tensor: return d._modules[a]._parameters["weight"]  # no __getattr__
 
 @patch
 def _row_adapters(self: Linear, names: tuple, here: tuple, training: bool, serial: Optional[int] = None):
