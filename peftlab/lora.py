@@ -395,7 +395,7 @@ def _row_adapters(self: Linear, names: tuple, here: tuple, training: bool, seria
     A_mods, B_mods = self._modules["lora_A"]._modules, self._modules["lora_B"]._modules   # no nn.Module __getattr__
     Ws = [w for a in here for w in (A_mods[a]._parameters["weight"], B_mods[a]._parameters["weight"])]
     grad = torch.is_grad_enabled() and any(w.requires_grad for w in Ws)
-    key = (names, here, training, [(w._version, w.data_ptr()) for w in Ws])
+    key = (names, here, training, [(w._version, w.data_ptr()) for w in Ws], [self.scaling[a] for a in here])
     if not grad and cache is not None and cache[0] == key:
         self.__dict__["_rows_cache"] = (key, cache[1], serial); return cache[1]
     r = max(self.r[a] for a in here)
