@@ -331,9 +331,12 @@ class LoraLinearFunction(torch.autograd.Function):
 
 # %% ../nbs/02_lora.ipynb #79ae6513
 def _no_hooks(*mods) -> bool:
+    "Whether no forward hook (global or on `mods`) would expect these modules to be called (a loop: read per call)."
     g = nn.modules.module
     if g._global_forward_hooks or g._global_forward_pre_hooks: return False
-    return not any(m._forward_hooks or m._forward_pre_hooks for m in mods)
+    for m in mods:
+        if m._forward_hooks or m._forward_pre_hooks: return False
+    return True
 
 @patch
 def _fused_inputs(self: Linear, x: torch.Tensor, args, kwargs, adapter: Optional[str] = None):
