@@ -20,8 +20,8 @@ __all__ = ['PEFT_FORMAT_VERSION', 'LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS'
            'check_adapters_to_merge', 'AdapterLayer', 'MixedBatch', 'mixed_batch', 'loading_adapter',
            'is_loading_adapter', 'base_is_prepared', 'init_empty_adapter_weights', 'real_parameters',
            'empty_adapter_init', 'wants_empty_adapter_init', 'meta_adapter_tensors', 'ModulesToSaveWrapper',
-           'get_submodules', 'check_adapter_name', 'check_config', 'undo_on_failure', 'check_not_offloaded',
-           'BaseTuner', 'check_not_adapter_child', 'input_embedding_name', 'tied_module_names', 'adapter_wrappers',
+           'adapter_wrappers', 'get_submodules', 'check_adapter_name', 'check_config', 'undo_on_failure',
+           'check_not_offloaded', 'BaseTuner', 'check_not_adapter_child', 'input_embedding_name', 'tied_module_names',
            'RowNames', 'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
@@ -1036,6 +1036,20 @@ class ModulesToSaveWrapper(nn.Module):
             if name in ("original_module", "modules_to_save"): raise
             return getattr(self.active_module(), name)
 
+# %% ../nbs/00_core.ipynb #c8d3f0e2
+def adapter_wrappers(model: nn.Module) -> list:
+    "The adapter wrappers in `model` (`AdapterLayer`, `ModulesToSaveWrapper`), in module order, without walking the per-adapter modules."
+    out, stack = [], [model]
+    while stack:
+        m = stack.pop()
+        wrapper = isinstance(m, (AdapterLayer, ModulesToSaveWrapper))
+        if wrapper: out.append(m)
+        kids = [c for c in m._modules.values() if c is not None
+                and not (wrapper and isinstance(m, AdapterLayer) and isinstance(c, (nn.ModuleDict, nn.ParameterDict)))]
+        stack.extend(reversed(kids))
+    return list({id(m): m for m in out}.values())
+
+
 # %% ../nbs/00_core.ipynb #587630e4
 @patch
 def enable_adapters(self: ModulesToSaveWrapper, enabled: bool):
@@ -1502,7 +1516,7 @@ def set_adapter(self: BaseTuner, adapter_name: Union[str, list[str]], inference_
     "Activate `adapter_name` (or several) in every wrapper; only active adapters train (none with `inference_mode`). A wrapper with "
     "`check_set_adapter(names)` (PEFT's hook) may refuse the names or pick what it activates: all are asked first."
     self._check_known(adapter_name)
-    wrappers = [m for m in self.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    wrappers = adapter_wrappers(self.model)
     picks = {id(m): m.check_set_adapter(adapter_name) for m in wrappers if hasattr(m, "check_set_adapter")}
     for m in wrappers:
         if isinstance(m, AdapterLayer) and m.merged:
@@ -1521,8 +1535,7 @@ def disable_adapter_layers(self: BaseTuner): self._set_adapter_layers(False)
 
 @patch
 def _set_adapter_layers(self: BaseTuner, enabled: bool):
-    for m in self.model.modules():
-        if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)): m.enable_adapters(enabled)
+    for m in adapter_wrappers(self.model): m.enable_adapters(enabled)
 
 # %% ../nbs/00_core.ipynb #e4f87e58
 @patch
@@ -1536,8 +1549,7 @@ def delete_adapter(self: BaseTuner, adapter_name: str):
                          f"(unmerge_adapter() takes them out of the base weights; nothing was deleted.)")
     was_active = adapter_name in self.active_adapters
     del self.peft_config[adapter_name]
-    for m in self.model.modules():
-        if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)): m.delete_adapter(adapter_name)
+    for m in adapter_wrappers(self.model): m.delete_adapter(adapter_name)
     if not was_active: return   # the active adapters, and what is merged, stay as they are (as in PEFT)
     rest = [a for a in self.active_adapters if a != adapter_name] or list(self.peft_config)[:1]
     if rest: self.set_adapter(rest[0] if len(rest) == 1 else rest)
@@ -1607,18 +1619,6 @@ def unload(self: BaseTuner) -> nn.Module:
     return self._unload_and_optionally_merge(merge=False)
 
 # %% ../nbs/00_core.ipynb #d6c8160c
-def adapter_wrappers(model: nn.Module) -> list:
-    "The adapter wrappers in `model` (`AdapterLayer`, `ModulesToSaveWrapper`), in module order, without walking the per-adapter modules."
-    out, stack = [], [model]
-    while stack:
-        m = stack.pop()
-        wrapper = isinstance(m, (AdapterLayer, ModulesToSaveWrapper))
-        if wrapper: out.append(m)
-        kids = [c for c in m._modules.values() if c is not None
-                and not (wrapper and isinstance(m, AdapterLayer) and isinstance(c, (nn.ModuleDict, nn.ParameterDict)))]
-        stack.extend(reversed(kids))
-    return list({id(m): m for m in out}.values())
-
 @patch
 def _mixed_batch_wrappers(self: BaseTuner, adapter_names) -> tuple[list, list]:
     "`(names, wrappers)`: the per-row names as a list and the adapter wrappers that will receive them, after refusing a string, unknown names, layers without mixed batches, training (unless opted in) and training under gradient checkpointing."
@@ -1675,9 +1675,8 @@ def _enable_peft_forward_hooks(self, *args, **kwargs):
         get_encoder = getattr(self.model, "get_encoder", None)
         encoder = get_encoder() if rows is not names and callable(get_encoder) else None
         if encoder is not None and encoder is not self.model:   # beam search: the encoder sees the original rows
-            for m in encoder.modules():
-                if isinstance(m, (AdapterLayer, ModulesToSaveWrapper)):
-                    handles.append(m.register_forward_pre_hook(inject(names), with_kwargs=True))
+            for m in adapter_wrappers(encoder):
+                handles.append(m.register_forward_pre_hook(inject(names), with_kwargs=True))
         yield
     finally:
         for h in handles: h.remove()

@@ -341,7 +341,7 @@ def _adapter_tensors(self: TunerWrapper) -> list:
 @contextlib.contextmanager
 def disable_adapter(self):
     "Context manager: inside it the model is the base model (adapters off and frozen); leaving restores what was."
-    wrappers = [m for m in self.base_model.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    wrappers = adapter_wrappers(self.base_model.model)
     states = {bool(m.disable_adapters) for m in wrappers}
     if len(states) > 1:
         warnings.warn("The model contains some adapter layers that are enabled and others that are disabled. This "
@@ -362,7 +362,7 @@ def has_active_enabled_adapter(self: PeftModel) -> bool:
     if not self.active_adapters: return False
     tuner = self.base_model
     if any(c.is_prompt_learning for c in self.peft_config.values()): return not tuner.__dict__.get("_disabled", False)
-    wrappers = [m for m in tuner.model.modules() if isinstance(m, (AdapterLayer, ModulesToSaveWrapper))]
+    wrappers = adapter_wrappers(tuner.model)
     return any(not m.disable_adapters for m in wrappers)
 
 # %% ../nbs/01_model.ipynb #a5af809c
