@@ -369,14 +369,19 @@ def lora_linear(*inputs) -> torch.Tensor:
     return LoraLinearFunction.forward(_NoGradCtx(), *inputs)      # the same products, without autograd's overhead
 
 @patch
+def _fused_forward(self: Linear, x: torch.Tensor, args, kwargs, adapter: Optional[str] = None):
+    "The fused step's output (shaped like the base layer's), or None where the general path must run."
+    if type(self).delta is not Linear.delta or self.__class__.forward is not Linear.forward: return None
+    inputs = self._fused_inputs(x, args, kwargs, adapter)
+    if inputs is None: return None
+    out = lora_linear(*inputs)
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+@patch
 def forward(self: Linear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     "The base output plus s·B(A(dropout(x))), as one `LoraLinearFunction` where it applies."
-    if type(self).delta is Linear.delta and self.__class__.forward is Linear.forward:
-        inputs = self._fused_inputs(x, args, kwargs)
-        if inputs is not None:
-            out = lora_linear(*inputs)
-            return out.view(*x.shape[:-1], out.shape[-1])
-    return AdapterLayer.forward(self, x, *args, **kwargs)
+    out = self._fused_forward(x, args, kwargs)
+    return out if out is not None else AdapterLayer.forward(self, x, *args, **kwargs)
 
 # %% ../nbs/02_lora.ipynb #54f6e485
 import functools
@@ -424,12 +429,10 @@ def _mixed_batch_forward(self: Linear, x, adapter_names, *args, **kwargs):
     A_mods = self._modules["lora_A"]._modules                    # per call: no nn.Module __getattr__ in the loops
     here = tuple(a for a, _ in mb.groups if a in A_mods)
     plain = type(self).delta is Linear.delta and not args and not kwargs and x.dim() >= 2
-    if plain and len(mb.groups) == 1 and here and self.__class__.forward is Linear.forward:
+    if plain and len(mb.groups) == 1 and here:
         self._check_mixed_batch(x, adapter_names)            # every row through one adapter: the plain fused step
-        inputs = self._fused_inputs(x, args, kwargs, adapter=here[0])
-        if inputs is not None:
-            out = lora_linear(*inputs)
-            return out.view(*x.shape[:-1], out.shape[-1])
+        out = self._fused_forward(x, args, kwargs, adapter=here[0])
+        if out is not None: return out
     B_mods = self._modules["lora_B"]._modules
     if not plain or len(here) < 2 or any(B_mods[a]._parameters.get("bias") is not None for a in here):
         return AdapterLayer._mixed_batch_forward(self, x, adapter_names, *args, **kwargs)
