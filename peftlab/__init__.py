@@ -33,7 +33,7 @@ __all__ = ['prepare_model_for_kbit_training', 'PeftType', 'TaskType', 'PeftConfi
 
 # %% ../nbs/99_init.ipynb #f5803f67
 from .core import (PeftType, TaskType, PeftConfig, TunerConfig, AdapterLayer, BaseTuner,
-                          ModulesToSaveWrapper, check_target_module_exists, register_peft_method)
+                          ModulesToSaveWrapper, AuxiliaryTrainingWrapper, check_target_module_exists, register_peft_method)
 from .model import (PeftModel, PeftModelForCausalLM, PeftModelForSeq2SeqLM, PeftModelForSequenceClassification,
                            PeftModelForTokenClassification, PeftModelForQuestionAnswering,
                            PeftModelForFeatureExtraction, get_peft_model, get_layer_status, get_model_status)
@@ -85,7 +85,7 @@ from .io import (get_peft_model_state_dict, set_peft_model_state_dict, load_peft
 
 # %% ../nbs/99_init.ipynb #f500c46b
 from .model import inject_adapter_in_model
-from .mixed import PeftMixedModel, MixedModel, COMPATIBLE_TUNER_TYPES, AuxiliaryTrainingWrapper
+from .mixed import PeftMixedModel, MixedModel, COMPATIBLE_TUNER_TYPES
 from .hotswap import (hotswap_adapter, hotswap_adapter_from_state_dict, prepare_model_for_compiled_hotswap,
                              check_hotswap_configs_compatible)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #b025c762
 from __future__ import annotations
-import contextlib, contextvars, copy, dataclasses, difflib, enum, functools, importlib, inspect, itertools, math, os, re, typing, warnings
+import abc, contextlib, contextvars, copy, dataclasses, difflib, enum, functools, importlib, inspect, itertools, math, os, re, typing, warnings
 from dataclasses import dataclass, field, fields, asdict
 from typing import Any, Iterable, Literal, Optional, Union
 import torch
@@ -20,9 +20,9 @@ __all__ = ['PEFT_FORMAT_VERSION', 'LORA_TARGET_MODULES', 'LAYER_LIBRARY_PLUGINS'
            'check_adapters_to_merge', 'AdapterLayer', 'MixedBatch', 'mixed_batch', 'loading_adapter',
            'is_loading_adapter', 'base_is_prepared', 'init_empty_adapter_weights', 'real_parameters',
            'empty_adapter_init', 'wants_empty_adapter_init', 'meta_adapter_tensors', 'ModulesToSaveWrapper',
-           'adapter_wrappers', 'get_submodules', 'check_adapter_name', 'check_config', 'undo_on_failure',
-           'check_not_offloaded', 'BaseTuner', 'check_not_adapter_child', 'input_embedding_name', 'tied_module_names',
-           'RowNames', 'register_peft_method', 'config_class_for']
+           'adapter_wrappers', 'AuxiliaryTrainingWrapper', 'get_submodules', 'check_adapter_name', 'check_config',
+           'undo_on_failure', 'check_not_offloaded', 'BaseTuner', 'check_not_adapter_child', 'input_embedding_name',
+           'tied_module_names', 'RowNames', 'register_peft_method', 'config_class_for']
 
 # %% ../nbs/00_core.ipynb #90df2be5
 class PeftType(str, enum.Enum):
@@ -1050,6 +1050,12 @@ def adapter_wrappers(model: nn.Module) -> list:
     return list({id(m): m for m in out}.values())
 
 
+# %% ../nbs/00_core.ipynb #a7c1b2e4
+class AuxiliaryTrainingWrapper(abc.ABC):
+    "PEFT's base of the wrappers that hold a whole copy (or some rows) of a module per adapter: they register here."
+
+AuxiliaryTrainingWrapper.register(ModulesToSaveWrapper)
+
 # %% ../nbs/00_core.ipynb #587630e4
 @patch
 def enable_adapters(self: ModulesToSaveWrapper, enabled: bool):
@@ -1461,10 +1467,13 @@ def _tie_target(self: BaseTuner, model: nn.Module, adapter_name: str, config, ke
     "Add the adapter to `key`, a module tied to the input embedding, then share the embedding adapter's tensors."
     parent, target, name = get_submodules(model, key)
     self._create_and_replace(config, adapter_name, target, name, parent, current_key=key)
-    self.tie_layer(model.get_submodule(key), model.get_input_embeddings(), adapter_name, config)
+    layer = getattr(parent, name)
+    tied = self.tie_layer(layer, model.get_input_embeddings(), adapter_name, config)
+    if tied is not None and tied is not layer: setattr(parent, name, tied)
 
 @patch
-def tie_layer(self: BaseTuner, layer: nn.Module, source: nn.Module, adapter_name: str, config):
+def tie_layer(self: BaseTuner, layer: nn.Module, source: nn.Module, adapter_name: str, config) -> nn.Module:
+    "Share `source`'s adapter `adapter_name` with `layer`; return the layer that holds it (`layer`, or one built around it)."
     raise NotImplementedError(f"{self.method_name} cannot share adapters between tied layers; leave "
                               f"target_modules_to_tie empty.")
 

@@ -647,10 +647,8 @@ class LoraModel(BaseTuner):
         super()._create_and_replace(config, adapter_name, target, target_name, parent, current_key)
 
 # %% ../nbs/02_lora.ipynb #9531777d
-@patch
-def _as_dora_layer(self: LoraModel, config, adapter_name: str, target: LoraLayer, key: str) -> LoraLayer:
-    "A DoRA layer around `target`'s base with `target`'s adapters (the same modules and tensors), then `adapter_name`."
-    new = _dora_layer(adapter_name, target.base_layer, key, **self.layer_kwargs(config, key))
+def _move_adapters(target: LoraLayer, new: LoraLayer) -> LoraLayer:
+    "`new` (a layer around `target`'s base) takes `target`'s adapters, the same modules and tensors, before its own ones, and its adapter state."
     for attr in target.adapter_layer_names + target.other_param_names:
         have, dst = getattr(target, attr), getattr(new, attr)
         fresh = {k: dst[k] for k in list(dst.keys())}
@@ -659,6 +657,11 @@ def _as_dora_layer(self: LoraModel, config, adapter_name: str, target: LoraLayer
     new.merged_adapters, new._disable_adapters = list(target.merged_adapters), target._disable_adapters
     new._active_adapters, new._requested_adapters = list(target._active_adapters), target._requested_adapters
     return new.train(target.training)
+
+@patch
+def _as_dora_layer(self: LoraModel, config, adapter_name: str, target: LoraLayer, key: str) -> LoraLayer:
+    "A DoRA layer around `target`'s base with `target`'s adapters (the same modules and tensors), then `adapter_name`."
+    return _move_adapters(target, _dora_layer(adapter_name, target.base_layer, key, **self.layer_kwargs(config, key)))
 
 
 # %% ../nbs/02_lora.ipynb #555259f6

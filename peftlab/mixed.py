@@ -4,7 +4,7 @@
 
 # %% ../nbs/01a_mixed.ipynb #4ed831f1
 from __future__ import annotations
-import abc, contextlib, copy, functools
+import contextlib, copy, functools
 from typing import Optional, Union
 import torch
 import torch.nn as nn
@@ -17,7 +17,7 @@ from .adalora import AdaLoraModel
 from .trainable_tokens import TrainableTokensWrapper
 
 # %% auto #0
-__all__ = ['COMPATIBLE_TUNER_TYPES', 'MixedModel', 'PeftMixedModel', 'AuxiliaryTrainingWrapper']
+__all__ = ['COMPATIBLE_TUNER_TYPES', 'MixedModel', 'PeftMixedModel']
 
 # %% ../nbs/01a_mixed.ipynb #40959f21
 COMPATIBLE_TUNER_TYPES = (PeftType.LORA, PeftType.LOHA, PeftType.LOKR, PeftType.ADALORA)
@@ -270,12 +270,6 @@ def get_model_status(self: PeftMixedModel):
     raise TypeError("get_model_status is not supported for PeftMixedModel (as in PEFT); use it on a PeftModel.")
 
 # %% ../nbs/01a_mixed.ipynb #d2c69cb2
-class AuxiliaryTrainingWrapper(abc.ABC):
-    "PEFT's base of `ModulesToSaveWrapper` and `TrainableTokensWrapper`: both register here as virtual subclasses."
-
-AuxiliaryTrainingWrapper.register(ModulesToSaveWrapper)
-AuxiliaryTrainingWrapper.register(TrainableTokensWrapper)
-
 def _get_available_adapters(self) -> set[str]:
     "The adapters that have their own copy of the module (or of some embedding rows) here."
     return set(self.adapter_names)

@@ -308,6 +308,9 @@ def _in_out(layer) -> tuple:
 TrainableTokensLayer.in_features = property(lambda self: _in_out(self)[0])    # PEFT's layers expose both
 TrainableTokensLayer.out_features = property(lambda self: _in_out(self)[1])
 
+AuxiliaryTrainingWrapper.register(TrainableTokensWrapper)   # as PEFT's, a wrapper with its own rows per adapter
+
+
 # %% ../nbs/09_trainable_tokens.ipynb #db6ac348
 def _token_targets(model: nn.Module, config) -> dict:
     "`{module name: token indices}` of `config.trainable_token_indices` (a list: the input embedding's)."

@@ -8,7 +8,7 @@ import re, warnings
 import torch
 import torch.nn as nn
 from .core import patch, input_embedding_name
-from .lora import LoraModel, Linear, Embedding, _init_lora_ab, _PLAIN_INITS
+from .lora import LoraModel, LoraLayer, Linear, Embedding, _init_lora_ab, _PLAIN_INITS, _move_adapters
 
 # %% auto #0
 __all__ = ['TiedLinear']
@@ -30,6 +30,13 @@ def _add_targets_to_tie(self: LoraModel, config, tied: list):
 # %% ../nbs/02h_weight_tying.ipynb #f5c24c23
 class TiedLinear(Linear):
     "LoRA `Linear` whose adapters in `tied_to` are transposed views of an embedding's: the pair merges once."
+    def __init__(self, layer: Linear):
+        "`layer` as a tied layer: the same base layer, adapters (modules and tensors) and adapter state; nothing tied yet."
+        LoraLayer.__init__(self, layer.base_layer)
+        self.fan_in_fan_out, self.in_features, self.out_features = layer.fan_in_fan_out, layer.in_features, layer.out_features
+        self.tied_to = {}
+        _move_adapters(layer, self)
+
     def merge(self, safe_merge: bool = False, adapter_names=None):
         names = self.active_adapters if adapter_names is None else adapter_names
         own = [a for a in names if a not in self.tied_to]
@@ -57,15 +64,15 @@ class TiedLinear(Linear):
 
 # %% ../nbs/02h_weight_tying.ipynb #539a60c9
 @patch
-def tie_layer(self: LoraModel, layer: nn.Module, source: nn.Module, adapter_name: str, config):
-    "Make `layer`'s A and B the transposes of embedding `source`'s B and A (same storage)."
-    if not (isinstance(layer, Linear) and isinstance(source, Embedding) and adapter_name in source.lora_embedding_A): return
+def tie_layer(self: LoraModel, layer: nn.Module, source: nn.Module, adapter_name: str, config) -> nn.Module:
+    "Make `layer`'s A and B the transposes of embedding `source`'s B and A (same storage); return the tied layer."
+    if not (isinstance(layer, Linear) and isinstance(source, Embedding) and adapter_name in source.lora_embedding_A): return layer
     if type(layer) not in (Linear, TiedLinear) or type(source) is not Embedding:   # DoRA, quantized layers
         warnings.warn(f"ensure_weight_tying: peftlab ties a plain LoRA Linear to a plain LoRA Embedding only; this "
                       f"{type(layer).__name__} keeps its own adapter {adapter_name!r}, untied from the "
                       f"{type(source).__name__}. Use use_dora=False (or an unquantized head) to tie them.")
-        return
-    if type(layer) is Linear: layer.__class__, layer.tied_to = TiedLinear, {}
+        return layer
+    if type(layer) is Linear: layer = TiedLinear(layer)   # the caller puts it in the model in place of the Linear
     A, B = layer.lora_A[adapter_name], layer.lora_B[adapter_name]
     A.weight = nn.Parameter(source.lora_embedding_B[adapter_name].t())   # (r, dim): a view, the same storage
     B.weight = nn.Parameter(source.lora_embedding_A[adapter_name].t())   # (vocab, r)
@@ -73,3 +80,4 @@ def tie_layer(self: LoraModel, layer: nn.Module, source: nn.Module, adapter_name
     init = config.init_lora_weights
     if init is not False and init in _PLAIN_INITS:   # PEFT initialises the head's factors after tying them
         with torch.no_grad(): _init_lora_ab(A.weight, B.weight, init, layer.r[adapter_name])
+    return layer
