@@ -1420,6 +1420,7 @@ _TIE_RISK = ("This can lead to complications, for example when merging the adapt
              "other than safetensors. Check the discussion here: https://github.com/huggingface/peft/issues/2777")
 
 def _names_an_embedding(names) -> bool:
+    "PEFT's test in `_check_tied_modules`: a regex that matches an embedding-like name itself, or a name whose last part is one (`peftlab.io` follows PEFT's other test, for saving embeddings)."
     if isinstance(names, str): return any(re.fullmatch(names, m) for m in EMBEDDING_LAYER_NAMES)
     return any(m.split(".")[-1] in EMBEDDING_LAYER_NAMES for m in names or [])
 

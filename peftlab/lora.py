@@ -380,7 +380,7 @@ def _fused_forward(self: Linear, x: torch.Tensor, args, kwargs, adapter: Optiona
 @patch
 def forward(self: Linear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     "The base output plus s·B(A(dropout(x))), as one `LoraLinearFunction` where it applies."
-    out = self._fused_forward(x, args, kwargs)
+    out = None if args or kwargs else self._fused_forward(x, args, kwargs)   # extra arguments: the general path
     return out if out is not None else AdapterLayer.forward(self, x, *args, **kwargs)
 
 # %% ../nbs/02_lora.ipynb #54f6e485
@@ -423,22 +423,34 @@ def _row_adapters(self: Linear, names: tuple, here: tuple, training: bool, seria
 
 # %% ../nbs/02_lora.ipynb #35907699
 @patch
+def _mixed_plan(self: Linear, adapter_names) -> tuple:
+    "(how, names, here): 'one' (every row through one adapter: the fused step), 'batched' or 'loop' (the general path)."
+    names, mb = tuple(adapter_names), mixed_batch(adapter_names)
+    A_mods, B_mods = self._modules["lora_A"]._modules, self._modules["lora_B"]._modules   # no nn.Module __getattr__
+    here = tuple(a for a, _ in mb.groups if a in A_mods)
+    if type(self).delta is not Linear.delta or not here: how = "loop"
+    elif len(mb.groups) == 1: how = "one"
+    elif len(here) < 2 or any(B_mods[a]._parameters.get("bias") is not None for a in here): how = "loop"
+    else: how = "batched"
+    return how, names, here
+
+@patch
 def _mixed_batch_forward(self: Linear, x, adapter_names, *args, **kwargs):
     "Row i through adapter `adapter_names[i]`: the base once, then every row's adapter in two batched matmuls."
-    names, mb = tuple(adapter_names), mixed_batch(adapter_names)
-    A_mods = self._modules["lora_A"]._modules                    # per call: no nn.Module __getattr__ in the loops
-    here = tuple(a for a, _ in mb.groups if a in A_mods)
-    plain = type(self).delta is Linear.delta and not args and not kwargs and x.dim() >= 2
-    if plain and len(mb.groups) == 1 and here:
-        self._check_mixed_batch(x, adapter_names)            # every row through one adapter: the plain fused step
-        out = self._fused_forward(x, args, kwargs, adapter=here[0])
-        if out is not None: return out
-    B_mods = self._modules["lora_B"]._modules
-    if not plain or len(here) < 2 or any(B_mods[a]._parameters.get("bias") is not None for a in here):
+    serial, plan = getattr(adapter_names, "serial", None), self.__dict__.get("_mixed_plan_cache")
+    if serial is None or plan is None or plan[0] != serial:   # one model call (`RowNames`) plans once per layer
+        plan = (serial, *self._mixed_plan(adapter_names))
+        if serial is not None: self.__dict__["_mixed_plan_cache"] = plan
+    _, how, names, here = plan
+    if how == "loop" or args or kwargs or x.dim() < 2:
         return AdapterLayer._mixed_batch_forward(self, x, adapter_names, *args, **kwargs)
-    self._check_mixed_batch(x, adapter_names)
-    result = self.base_layer(x)
-    A, sBt, drop = self._row_adapters(names, here, self.training, getattr(adapter_names, "serial", None))
+    if len(adapter_names) != len(x) or self.merged_adapters: self._check_mixed_batch(x, adapter_names)   # it raises
+    if how == "one":
+        out = self._fused_forward(x, args, kwargs, adapter=here[0])
+        return out if out is not None else AdapterLayer._mixed_batch_forward(self, x, adapter_names)
+    base = self._modules["base_layer"]
+    result = base(x)
+    A, sBt, drop = self._row_adapters(names, here, self.training, serial)
     x3 = x.reshape(x.shape[0], -1, x.shape[-1])
     if x3.dtype != A.dtype: x3 = x3.to(A.dtype)
     if drop is not None:        # each row's keep-mask at its adapter's level, from the fused path's 16-bit draws
@@ -447,7 +459,7 @@ def _mixed_batch_forward(self: Linear, x, adapter_names, *args, **kwargs):
         x3 = torch.where(keep, x3, 0.0)
     h = torch.bmm(A, x3.mT).mT                                  # (n, T, r): faster than x3 @ Aᵀ for a thin A
     r3 = result.reshape(x3.shape[0], x3.shape[1], -1)
-    if r3.dtype == A.dtype and not torch.is_grad_enabled() and type(self.base_layer) in (nn.Linear, _conv1d_cls()):
+    if r3.dtype == A.dtype and not torch.is_grad_enabled() and (type(base) is nn.Linear or type(base) is _conv1d_cls()):
         out = r3.baddbmm_(h, sBt)                               # inference: add into the fresh base output
     else: out = torch.baddbmm(r3.to(A.dtype), h, sBt)
     out = out.view(result.shape)
