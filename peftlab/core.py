@@ -1690,6 +1690,9 @@ def _enable_peft_forward_hooks(self, *args, **kwargs):
         yield
     finally:
         for h in handles: h.remove()
+        for m in wrappers:                   # what a layer kept for this call (e.g. stacked adapters) goes with it
+            forget = getattr(m, "_forget_call", None)
+            if forget is not None: forget()
 
 # %% ../nbs/00_core.ipynb #9cbf2b6b
 @patch_to(BaseTuner)   # not `patch`: a context manager (see `_enable_peft_forward_hooks`)

@@ -396,30 +396,33 @@ def _row_slots(names: tuple, here: tuple) -> torch.Tensor:
 @patch
 def _row_adapters(self: Linear, names: tuple, here: tuple, training: bool, serial: Optional[int] = None):
     "Per row: A (n, r, in), (sB)ᵀ (n, r, out) and the drop level (n,) or None, zero-padded to the largest rank."
-    cache = self.__dict__.get("_rows_cache")
-    if serial is not None and cache is not None and cache[2] == serial and cache[0][:3] == (names, here, training) \
-            and not torch.is_grad_enabled():
-        return cache[1]                                         # the same model call (`RowNames`): weights read once
-    A_mods, B_mods = self._modules["lora_A"]._modules, self._modules["lora_B"]._modules   # no nn.Module __getattr__
-    Ws = [w for a in here for w in (A_mods[a]._parameters["weight"], B_mods[a]._parameters["weight"])]
-    grad = torch.is_grad_enabled() and any(w.requires_grad for w in Ws)
-    key = (names, here, training, [(w._version, w.data_ptr()) for w in Ws], [self.scaling[a] for a in here])
-    if not grad and cache is not None and cache[0] == key:
-        self.__dict__["_rows_cache"] = (key, cache[1], serial); return cache[1]
-    r = max(self.r[a] for a in here)
-    As, Bs, drops = [], [], []
-    for i, a in enumerate(here):
-        A, B, d = Ws[2 * i], Ws[2 * i + 1], self.lora_dropout[a]
-        drop = round(d.p * _MASK_LEVELS) if training and isinstance(d, nn.Dropout) else 0
-        As.append(F.pad(A, (0, 0, 0, r - A.shape[0])))
-        Bs.append(F.pad(B * (float(self.scaling[a]) / (1 - drop / _MASK_LEVELS)), (0, r - B.shape[1])).t())
-        drops.append(drop)
-    As.append(Ws[0].new_zeros(r, Ws[0].shape[1])); Bs.append(Ws[1].new_zeros(r, Ws[1].shape[0])); drops.append(0)
-    slot = _row_slots(names, here).to(Ws[0].device)
-    out = (torch.stack(As)[slot], torch.stack(Bs)[slot],        # both contiguous: the layout bmm runs fastest
-           torch.tensor(drops, device=slot.device)[slot] if any(drops) else None)
-    if not grad: self.__dict__["_rows_cache"] = (key, out, serial)
-    return out
+    cache, grad = self.__dict__.get("_rows_cache"), torch.is_grad_enabled()
+    if serial is not None and not grad and cache is not None and cache[0] == serial and cache[1] == (names, here, training):
+        As, Bs, drops, slot = cache[2]                          # the same model call (`RowNames`): weights read once
+    else:
+        A_mods, B_mods = self._modules["lora_A"]._modules, self._modules["lora_B"]._modules   # no nn.Module __getattr__
+        Ws = [w for a in here for w in (A_mods[a]._parameters["weight"], B_mods[a]._parameters["weight"])]
+        r = max(self.r[a] for a in here)
+        As, Bs, ds = [], [], []
+        for i, a in enumerate(here):
+            A, B, d = Ws[2 * i], Ws[2 * i + 1], self.lora_dropout[a]
+            drop = round(d.p * _MASK_LEVELS) if training and isinstance(d, nn.Dropout) else 0
+            As.append(F.pad(A, (0, 0, 0, r - A.shape[0])))
+            Bs.append(F.pad(B * (float(self.scaling[a]) / (1 - drop / _MASK_LEVELS)), (0, r - B.shape[1])).t())
+            ds.append(drop)
+        As.append(Ws[0].new_zeros(r, Ws[0].shape[1])); Bs.append(Ws[1].new_zeros(r, Ws[1].shape[0])); ds.append(0)
+        As, Bs = torch.stack(As), torch.stack(Bs)                # one slot per adapter, and the zero slot
+        drops = torch.tensor(ds, device=As.device) if any(ds) else None
+        slot = _row_slots(names, here).to(As.device)
+        if serial is not None and not grad: self.__dict__["_rows_cache"] = (serial, (names, here, training), (As, Bs, drops, slot))
+    pick = lambda t: t.index_select(0, slot)                    # contiguous rows: the layout bmm runs fastest
+    return pick(As), pick(Bs), (pick(drops) if drops is not None else None)
+
+@patch
+def _forget_call(self: Linear):
+    "Drop what one model call kept (its plan and stacked adapters): nothing stays held after the call."
+    self.__dict__.pop("_rows_cache", None); self.__dict__.pop("_mixed_plan_cache", None)
+
 
 # %% ../nbs/02_lora.ipynb #35907699
 @patch
