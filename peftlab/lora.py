@@ -398,29 +398,32 @@ def _row_adapters(self: Linear, names: tuple, here: tuple, training: bool, seria
     "Per row: A (n, r, in), (sB)ᵀ (n, r, out) and the drop level (n,) or None, zero-padded to the largest rank."
     cache, grad = self.__dict__.get("_rows_cache"), torch.is_grad_enabled()
     if serial is not None and not grad and cache is not None and cache[0] == serial and cache[1] == (names, here, training):
-        As, Bs, drops, slot = cache[2]                          # the same model call (`RowNames`): weights read once
-    else:
-        A_mods, B_mods = self._modules["lora_A"]._modules, self._modules["lora_B"]._modules   # no nn.Module __getattr__
-        Ws = [w for a in here for w in (A_mods[a]._parameters["weight"], B_mods[a]._parameters["weight"])]
-        r = max(self.r[a] for a in here)
-        As, Bs, ds = [], [], []
-        for i, a in enumerate(here):
-            A, B, d = Ws[2 * i], Ws[2 * i + 1], self.lora_dropout[a]
-            drop = round(d.p * _MASK_LEVELS) if training and isinstance(d, nn.Dropout) else 0
-            As.append(F.pad(A, (0, 0, 0, r - A.shape[0])))
-            Bs.append(F.pad(B * (float(self.scaling[a]) / (1 - drop / _MASK_LEVELS)), (0, r - B.shape[1])).t())
-            ds.append(drop)
-        As.append(Ws[0].new_zeros(r, Ws[0].shape[1])); Bs.append(Ws[1].new_zeros(r, Ws[1].shape[0])); ds.append(0)
-        As, Bs = torch.stack(As), torch.stack(Bs)                # one slot per adapter, and the zero slot
-        drops = torch.tensor(ds, device=As.device) if any(ds) else None
-        slot = _row_slots(names, here).to(As.device)
-        if serial is not None and not grad: self.__dict__["_rows_cache"] = (serial, (names, here, training), (As, Bs, drops, slot))
+        return cache[2]                                         # the same model call (`RowNames`): weights read once
+    mods = self._modules                                        # no nn.Module __getattr__ (it costs like a small op)
+    A_mods, B_mods, D_mods = (mods[k]._modules for k in ("lora_A", "lora_B", "lora_dropout"))
+    r = max(self.r[a] for a in here)
+    As, Bs, scales, ds = [], [], [], []
+    for a in here:
+        A, B, d = A_mods[a]._parameters["weight"], B_mods[a]._parameters["weight"], D_mods[a]
+        drop = round(d.p * _MASK_LEVELS) if training and isinstance(d, nn.Dropout) else 0
+        if A.shape[0] < r: A, B = F.pad(A, (0, 0, 0, r - A.shape[0])), F.pad(B, (0, r - B.shape[1]))   # zero-padded rank
+        As.append(A); Bs.append(B); ds.append(drop)
+        scales.append(float(self.scaling[a]) / (1 - drop / _MASK_LEVELS))
+    As.append(As[0].new_zeros(r, As[0].shape[1])); Bs.append(Bs[0].new_zeros(Bs[0].shape[0], r))
+    scales.append(0.0); ds.append(0)
+    As, Bs = torch.stack(As), torch.stack(Bs)                   # one slot per adapter, and the zero slot
+    s = torch.tensor(scales, dtype=torch.float32, device=Bs.device).view(-1, 1, 1)
+    Bs = (Bs * s if Bs.dtype == torch.float32 else (Bs.float() * s).to(Bs.dtype)).transpose(1, 2).contiguous()
+    drops = torch.tensor(ds, device=As.device) if any(ds) else None
+    slot = _row_slots(names, here).to(As.device)
     pick = lambda t: t.index_select(0, slot)                    # contiguous rows: the layout bmm runs fastest
-    return pick(As), pick(Bs), (pick(drops) if drops is not None else None)
+    out = pick(As), pick(Bs), (pick(drops) if drops is not None else None)
+    if serial is not None and not grad: self.__dict__["_rows_cache"] = (serial, (names, here, training), out)
+    return out
 
 @patch
 def _forget_call(self: Linear):
-    "Drop what one model call kept (its plan and stacked adapters): nothing stays held after the call."
+    "Drop what one model call kept (its plan and per-row adapters): nothing stays held after the call."
     self.__dict__.pop("_rows_cache", None); self.__dict__.pop("_mixed_plan_cache", None)
 
 
