@@ -450,7 +450,7 @@ def _mixed_batch_forward(self: Linear, x, adapter_names, *args, **kwargs):
     _, how, names, here = plan
     if how == "loop" or args or kwargs or x.dim() < 2:
         return AdapterLayer._mixed_batch_forward(self, x, adapter_names, *args, **kwargs)
-    if len(adapter_names) != len(x) or self.merged_adapters: self._check_mixed_batch(x, adapter_names)   # it raises
+    if len(adapter_names) != x.shape[0] or self.merged_adapters: self._check_mixed_batch(x, adapter_names)   # it raises
     if how == "one":
         out = self._fused_forward(x, args, kwargs, adapter=here[0])
         return out if out is not None else AdapterLayer._mixed_batch_forward(self, x, adapter_names)
