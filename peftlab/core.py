@@ -1199,11 +1199,15 @@ def check_config(config, what: str = "peft_config"):
     return config
 
 # %% ../nbs/00_core.ipynb #0149954e
-_PLAIN_COPY = ((dict, dict), (list, list), (set, set))   # restored in place, so a plain copy of the contents is enough
+def _plain_copy(v):
+    "A plain copy of the contents of a dict, list or set (they are restored in place, so that is enough), else None."
+    for t in (dict, list, set):
+        if isinstance(v, t): return t(v)
+    return None
 
 def _module_state(m: nn.Module) -> dict:
     "Every attribute of `m`, with a copy of the contents of its dicts, lists and sets (hook tables too)."
-    return {k: (v, next((c(v) for t, c in _PLAIN_COPY if isinstance(v, t)), None)) for k, v in vars(m).items()}
+    return {k: (v, _plain_copy(v)) for k, v in vars(m).items()}
 
 @contextlib.contextmanager
 def undo_on_failure(*roots: nn.Module):

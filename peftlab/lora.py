@@ -339,9 +339,9 @@ def _no_hooks(*mods) -> bool:
     return True
 
 @patch
-def _fused_inputs(self: Linear, x: torch.Tensor, args, kwargs, adapter: Optional[str] = None):
+def _fused_inputs(self: Linear, x: torch.Tensor, adapter: Optional[str] = None):
     "(x, W, b, A, B, s, p, transposed) for `LoraLinearFunction` (the active adapter, or `adapter`), or None where the general path must run."
-    if args or kwargs or self._disable_adapters or self.merged_adapters: return None
+    if self._disable_adapters or self.merged_adapters: return None
     if adapter is None:
         if len(self._active_adapters) != 1: return None
         adapter = self._active_adapters[0]
@@ -369,10 +369,10 @@ def lora_linear(*inputs) -> torch.Tensor:
     return LoraLinearFunction.forward(_NoGradCtx(), *inputs)      # the same products, without autograd's overhead
 
 @patch
-def _fused_forward(self: Linear, x: torch.Tensor, args, kwargs, adapter: Optional[str] = None):
-    "The fused step's output (shaped like the base layer's), or None where the general path must run."
+def _fused_forward(self: Linear, x: torch.Tensor, adapter: Optional[str] = None):
+    "The fused step's output (shaped like the base layer's), or None where the general path must run (the caller passes no extra arguments)."
     if type(self).delta is not Linear.delta or self.__class__.forward is not Linear.forward: return None
-    inputs = self._fused_inputs(x, args, kwargs, adapter)
+    inputs = self._fused_inputs(x, adapter)
     if inputs is None: return None
     out = lora_linear(*inputs)
     return out.view(*x.shape[:-1], out.shape[-1])
@@ -380,7 +380,7 @@ def _fused_forward(self: Linear, x: torch.Tensor, args, kwargs, adapter: Optiona
 @patch
 def forward(self: Linear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     "The base output plus s·B(A(dropout(x))), as one `LoraLinearFunction` where it applies."
-    out = None if args or kwargs else self._fused_forward(x, args, kwargs)   # extra arguments: the general path
+    out = None if args or kwargs else self._fused_forward(x)   # extra arguments: the general path
     return out if out is not None else AdapterLayer.forward(self, x, *args, **kwargs)
 
 # %% ../nbs/02_lora.ipynb #54f6e485
@@ -452,7 +452,7 @@ def _mixed_batch_forward(self: Linear, x, adapter_names, *args, **kwargs):
         return AdapterLayer._mixed_batch_forward(self, x, adapter_names, *args, **kwargs)
     if len(adapter_names) != x.shape[0] or self.merged_adapters: self._check_mixed_batch(x, adapter_names)   # it raises
     if how == "one":
-        out = self._fused_forward(x, args, kwargs, adapter=here[0])
+        out = self._fused_forward(x, adapter=here[0])
         return out if out is not None else AdapterLayer._mixed_batch_forward(self, x, adapter_names)
     base = self._modules["base_layer"]
     result = base(x)

@@ -169,7 +169,7 @@ def _evaluate(pm, names, batches, task_type, metric, mixed, chunks=None):
 # %% ../nbs/23_sweep.ipynb #d16a4c16
 def _train(pm, names, groups, hps, batches, steps, task_type, mixed, max_grad_norm, on_step, on_eval, eval_every,
            chunks=None):
-    "Train the parameter `groups` (one per configuration) for `steps` steps; returns per-configuration loss lists."
+    "Train the parameter `groups` (one per configuration) for `steps` steps; returns per-configuration loss lists. `chunks`: consecutive ranges of positions, one forward each."
     opt = torch.optim.AdamW([{"params": g, "lr": hp["lr"], "weight_decay": hp["weight_decay"]} for g, hp in zip(groups, hps)])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / steps))
     K, device = len(names), _device(pm); losses = [[] for _ in range(K)]
@@ -186,8 +186,7 @@ def _train(pm, names, groups, hps, batches, steps, task_type, mixed, max_grad_no
         if max_grad_norm is not None:
             for g in groups: torch.nn.utils.clip_grad_norm_(g, max_grad_norm)
         opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-        flat, vals = torch.cat(per).tolist(), [0.0] * K
-        for k, v in zip([k for idx in chunks or [range(K)] for k in idx], flat): vals[k] = v
+        vals = torch.cat(per).tolist()                         # the chunks are consecutive: configuration order
         for k in range(K): losses[k].append(vals[k])
         on_step(step, vals)
         if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps: on_eval(step)
